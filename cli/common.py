@@ -1,0 +1,119 @@
+"""Shared pieces of the command line: one-line errors, opening a MODEL argument, progress."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from stylegan_edge.runtime.backends.base import BackendUnavailable
+from stylegan_edge.runtime.bundle import BundleError
+from stylegan_edge.runtime.generator import Generator
+from stylegan_edge.runtime.latents import SeedError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Errors that describe bad input or a missing capability: shown as one line, exit code 1.
+# Anything else is a bug and keeps its traceback. STYLEGAN_DEBUG=1 shows tracebacks always.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    BundleError, BackendUnavailable, SeedError, FileNotFoundError, PermissionError, IsADirectoryError,
+    NotADirectoryError,
+)
+
+
+def register_user_error(*classes: type[BaseException]) -> None:
+    """Stages that are imported lazily (training, export, calibration) add their error classes."""
+    global USER_ERRORS
+    USER_ERRORS = USER_ERRORS + tuple(c for c in classes if c not in USER_ERRORS)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def one_line_errors(fn: F) -> F:
+    """Turn the user errors a command raises into one red line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _register_stage_errors()
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            if os.environ.get("STYLEGAN_DEBUG"):
+                raise
+            raise fail(_one_line(e)) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _register_stage_errors() -> None:
+    """Error classes of the stages that are installed (torch may be absent on a Jetson)."""
+    for module, names in (
+        ("stylegan_edge.training.checkpoint", ["CheckpointError"]),
+        ("stylegan_edge.training.config", ["ConfigError"]),
+        ("stylegan_edge.training.data", ["DatasetError"]),
+        ("stylegan_edge.export.onnx_export", ["ExportError"]),
+        ("stylegan_edge.runtime.engine_meta", ["EngineMismatch"]),
+        ("stylegan_edge.export.tensorrt_build", ["TensorRTMissing", "BuildError"]),
+        ("stylegan_edge.export.trt_plan", ["PlanError"]),
+        ("stylegan_edge.runtime.engine_meta", ["EngineMetaError"]),
+        ("stylegan_edge.training.official", ["OfficialPickleError"]),
+        ("stylegan_edge.calibration.errors", ["CalibrationError"]),
+        ("stylegan_edge.runtime.demo.sources", ["SourceError"]),
+    ):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            register_user_error(*(getattr(mod, n) for n in names if hasattr(mod, n)))
+
+
+def is_bundle(path: str | Path) -> bool:
+    return Path(path).is_dir()
+
+
+def open_model(model: str | Path, backend: str = "auto", precision: str = "fp32", device: str = "auto") -> Generator:
+    """A Generator for a MODEL argument: a bundle directory runs on the runtime's backends; a
+    checkpoint (.safetensors) runs in PyTorch, so the two can be compared."""
+    path = Path(model)
+    if is_bundle(path):
+        if backend == "torch":
+            raise BundleError(f"{path}: --backend torch needs a checkpoint; a bundle runs on onnxruntime or tensorrt")
+        options = {"device": device} if backend in ("auto", "onnxruntime") and device != "auto" else {}
+        return Generator(path, backend=backend, precision=precision, **options)
+    if not path.exists():
+        raise FileNotFoundError(2, "no such checkpoint or bundle", str(path))
+    if backend not in ("auto", "torch"):
+        raise BundleError(
+            f"{path}: a checkpoint runs in PyTorch (--backend torch); export it for {backend} with "
+            f"`stylegan-export {path} --out NAME.sgbundle`"
+        )
+    if precision != "fp32":
+        raise BundleError(f"{path}: the PyTorch path runs fp32; export a bundle for {precision}")
+    try:
+        from stylegan_edge.export.torch_backend import torch_generator
+    except ImportError as e:
+        raise BackendUnavailable(f"running a checkpoint needs PyTorch ({e.name} is missing): pip install '.[train]'") from None
+    _register_stage_errors()
+    torch_device = "cuda" if device == "cuda" else "cpu"
+    return torch_generator(path, device=torch_device)
+
+
+def progress_bar(total: int, desc: str):  # -> tqdm
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=total < 2, leave=False)

@@ -1,0 +1,39 @@
+"""`stylegan convert`: an official NVlabs/stylegan pickle -> our safetensors checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import fail, one_line_errors
+
+
+@one_line_errors
+def convert(
+    pickle_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="PICKLE", help="An official StyleGAN1 pickle, e.g. karras2019stylegan-ffhq-1024x1024.pkl."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Checkpoint to write (default: the pickle's name with .safetensors)."),
+    ] = None,
+) -> None:
+    """Convert NVIDIA's released StyleGAN network to a stylegan-edge checkpoint.
+
+    The pickle is read as data: nothing in it is run. Gs becomes the generator used for images; G and D come along.
+    """
+    # Imported here so that `stylegan` starts without PyTorch.
+    from stylegan_edge.training.official import OfficialPickleError, import_official, save_imported
+
+    out = out if out is not None else Path(pickle_path.with_suffix(".safetensors").name)
+    try:
+        imported = import_official(pickle_path)
+    except OfficialPickleError as e:
+        raise fail(str(e)) from None
+    save_imported(imported, out)
+    typer.echo(imported.summary(out))

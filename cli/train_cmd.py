@@ -1,0 +1,74 @@
+"""`stylegan train`: train (or resume) a StyleGAN with a progress bar counted in kimg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import one_line_errors
+
+
+@one_line_errors
+def train(
+    data: Annotated[str, typer.Option(help="Image folder, .zip of images, or synthetic:faces (built in).")],
+    out: Annotated[Path, typer.Option(help="Run directory: checkpoints, sample grids, metrics.")],
+    preset: Annotated[str, typer.Option(help="Model preset: tiny, faces64, edge256, edge512, paper.")] = "tiny",
+    kimg: Annotated[float, typer.Option(help="Train until this many thousand real images have been shown.")] = 100.0,
+    batch: Annotated[int, typer.Option(help="Global batch size (split across torchrun processes).")] = 16,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.safetensors.")] = False,
+    g_lr: Annotated[float, typer.Option(help="Generator Adam learning rate.")] = 0.002,
+    d_lr: Annotated[float, typer.Option(help="Discriminator Adam learning rate.")] = 0.002,
+    r1_gamma: Annotated[float, typer.Option(help="R1 regularisation weight.")] = 10.0,
+    r1_interval: Annotated[int, typer.Option(help="Lazy R1: apply every N steps (1: every step).")] = 16,
+    mixing: Annotated[float, typer.Option(help="Style-mixing probability (the paper: 0.9).")] = 0.9,
+    ema_kimg: Annotated[float, typer.Option(help="G_ema half-life in kimg.")] = 10.0,
+    xflip: Annotated[bool, typer.Option(help="Add mirrored copies of the data.")] = False,
+    snapshot_kimg: Annotated[float, typer.Option(help="Sample grid + checkpoint every N kimg.")] = 5.0,
+    metrics_kimg: Annotated[float, typer.Option(help="SWD every N kimg (0: off).")] = 10.0,
+    metric_images: Annotated[int, typer.Option(help="Images per SWD evaluation.")] = 1024,
+    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    no_mapping: Annotated[bool, typer.Option("--no-mapping", help="Ablation: w = normalised z.")] = False,
+    latent_input: Annotated[bool, typer.Option("--latent-input", help="Ablation: the traditional input instead of the learned constant.")] = False,
+    no_noise: Annotated[bool, typer.Option("--no-noise", help="Ablation: no noise inputs.")] = False,
+) -> None:
+    """Train StyleGAN; Ctrl-C saves a checkpoint and exits, --resume continues it."""
+    import dataclasses
+
+    from stylegan_edge.training.config import get_preset
+    from stylegan_edge.training.loop import TrainConfig, TrainEvent
+    from stylegan_edge.training.loop import train as run_training
+    from tqdm.auto import tqdm
+
+    model_cfg = get_preset(preset)
+    if no_mapping or latent_input or no_noise:
+        model_cfg = dataclasses.replace(
+            model_cfg, use_mapping=not no_mapping, const_input=not latent_input, use_noise=not no_noise,
+            z_dim=model_cfg.w_dim if no_mapping else model_cfg.z_dim,
+        )
+    cfg = TrainConfig(
+        data=data, out=str(out), kimg=kimg, batch=batch, g_lr=g_lr, d_lr=d_lr, r1_gamma=r1_gamma,
+        r1_interval=r1_interval, mixing_prob=mixing, ema_kimg=ema_kimg, xflip=xflip, seed=seed,
+        snapshot_kimg=snapshot_kimg, metrics_kimg=metrics_kimg, metric_images=metric_images, workers=workers,
+        device=device,
+    )
+    bar = tqdm(total=round(kimg * 1000), unit="img", unit_scale=True, desc="training", dynamic_ncols=True)
+
+    def on_event(e: TrainEvent) -> None:
+        bar.n = min(round(e.kimg * 1000), bar.total)
+        if e.kind == "step":
+            bar.set_postfix({k: f"{v:.3f}" for k, v in e.stats.items()}, refresh=False)
+            bar.refresh()
+        elif e.kind == "metrics":
+            bar.write(f"kimg {e.kimg:8.1f}  " + "  ".join(f"{k} {v:.3f}" for k, v in e.stats.items()))
+        elif e.kind == "resumed":
+            bar.write(f"resumed from {e.path} at kimg {e.kimg:.1f}")
+        elif e.kind in ("snapshot", "done", "interrupted"):
+            bar.write(f"kimg {e.kimg:8.1f}  saved {e.path}" + ("  (interrupted)" if e.kind == "interrupted" else ""))
+
+    model_path = run_training(cfg, model_cfg, resume=resume, callback=on_event)
+    bar.close()
+    typer.echo(f"model: {model_path}  (export it with: stylegan-export {model_path} --out model.sgbundle)")

@@ -1,0 +1,173 @@
+"""Inference-shaped forms of the trained networks, for export.
+
+The training graph (training/networks.py) is written for clarity and gradients. For inference
+the same arithmetic is rearranged so that onnxruntime and TensorRT run it fast:
+
+- every 2x upsampling convolution (nearest + 3x3 below 128 px, the transposed convolution from
+  128 px up) becomes a sub-pixel convolution: one plain 2x2 convolution over the low-resolution
+  input with four times the output channels, DepthToSpace, and a one-pixel crop. It has the
+  multiply-adds of the transposed convolution (4/9 of nearest + 3x3), runs at the speed of a
+  plain convolution, and INT8 quantisers handle it (there is no quantised ConvTranspose);
+- equalised-learning-rate gains are folded into the weights, the bias into the convolution
+  (or, after an upsampling, into the blur), the learned constant's bias into the constant, and
+  the style's `+ 1` into the style bias;
+- the style affine map is two small matrix products (scale and shift) instead of one that is
+  then split, which exports without reshapes and slices.
+
+Equal to the training graph within float rounding (tests check 1e-5).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from stylegan_edge.training.networks import (
+    LRELU_SLOPE,
+    EqualConv2d,
+    MappingNetwork,
+    SynthesisLayer,
+    SynthesisNetwork,
+    UpConv2d,
+    pixel_norm,
+)
+from torch import nn
+
+# Row/column taps of the 2x2 sub-pixel kernel, per output phase, as sums of the 3x3 kernel's
+# taps (derived from nearest upsampling: phase 0 sees rows (i-1, i, i) and phase 1 (i, i, i+1)
+# of the input, after the one-pixel shift that the crop undoes).
+_PHASE_TAPS = torch.tensor(
+    [
+        [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]],  # phase 0: taps (k0 + k1, k2)
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]],  # phase 1: taps (k0, k1 + k2)
+    ]
+)
+
+
+def subpixel_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """Nearest-upsample + 3x3 conv weight [O, I, 3, 3] -> sub-pixel weight [4*O, I, 2, 2],
+    channels ordered for DepthToSpace in CRD mode (torch's pixel_shuffle)."""
+    m = _PHASE_TAPS.to(weight)
+    w = torch.einsum("aus,bvt,oist->oabiuv", m, m, weight)
+    o, i = weight.shape[:2]
+    return w.reshape(4 * o, i, 2, 2)
+
+
+def upconv_as_nearest_kernel(conv: UpConv2d) -> torch.Tensor:
+    """The nearest-upsample 3x3 kernel equal to an UpConv2d: the fused transposed convolution
+    equals nearest upsampling + 3x3 convolution with the kernel rotated by 180 degrees."""
+    w = conv.scaled_weight().detach()
+    return w.flip(2, 3) if conv.fused else w
+
+
+class InferenceLayer(nn.Module):
+    """One style layer with folded constants; see the module docstring."""
+
+    def __init__(self, layer: SynthesisLayer, w_dim: int) -> None:
+        super().__init__()
+        ep = layer.epilogue
+        c = ep.bias.shape[0]
+        self.kind = "const" if layer.conv is None else ("up" if isinstance(layer.conv, UpConv2d) else "conv")
+        bias = ep.bias.detach().clone()
+        if self.kind == "up":
+            self.register_buffer("weight", subpixel_kernel(upconv_as_nearest_kernel(layer.conv)))
+            self.register_buffer("blur", layer.blur.kernel.detach().clone())
+            self.register_buffer("bias", bias)
+        elif self.kind == "conv":
+            assert isinstance(layer.conv, EqualConv2d) and layer.blur is None
+            self.register_buffer("weight", layer.conv.scaled_weight().detach().clone())
+            self.register_buffer("bias", bias)
+        self.use_noise = ep.use_noise
+        if ep.use_noise:
+            self.register_buffer("noise_strength", ep.noise_strength.detach().view(1, c, 1, 1).clone())
+        style_w = ep.style.weight.detach() * ep.style.weight_gain
+        style_b = ep.style.bias.detach() * ep.style.bias_gain
+        self.register_buffer("scale_w", style_w[:c].clone())
+        self.register_buffer("scale_b", style_b[:c] + 1.0)
+        self.register_buffer("shift_w", style_w[c:].clone())
+        self.register_buffer("shift_b", style_b[c:].clone())
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        if self.kind == "conv":
+            x = F.conv2d(x, self.weight, self.bias, padding=1)
+        elif self.kind == "up":
+            x = F.pixel_shuffle(F.conv2d(x, self.weight, padding=1), 2)[:, :, 1:-1, 1:-1]
+            x = F.conv2d(x, self.blur, self.bias, padding=1, groups=x.shape[1])
+        if self.use_noise and noise is not None:
+            x = x + noise * self.noise_strength
+        x = F.instance_norm(F.leaky_relu(x, LRELU_SLOPE), eps=1e-8)
+        scale = F.linear(w, self.scale_w, self.scale_b)
+        shift = F.linear(w, self.shift_w, self.shift_b)
+        return x * scale[:, :, None, None] + shift[:, :, None, None]
+
+
+class InferenceSynthesis(nn.Module):
+    """Synthesis with one input per style layer and per noise image: `forward(*w, *noise)`."""
+
+    def __init__(self, syn: SynthesisNetwork) -> None:
+        super().__init__()
+        cfg = syn.cfg
+        self.num_layers = syn.num_layers
+        self.use_noise = cfg.use_noise
+        self.const_input = cfg.const_input
+        first_bias = syn.layers[0].epilogue.bias.detach().view(1, -1, 1, 1)
+        if cfg.const_input:
+            self.register_buffer("const", syn.const.detach() + first_bias)
+        else:
+            self.input_dense = syn.input_dense
+            self.register_buffer("first_bias", first_bias.clone())
+        self.layers = nn.ModuleList(InferenceLayer(layer, cfg.w_dim) for layer in syn.layers)
+        self.register_buffer("rgb_weight", syn.to_rgb.scaled_weight().detach().clone())
+        self.register_buffer("rgb_bias", syn.rgb_bias.detach().clone())
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        n = self.num_layers
+        ws, noise = inputs[:n], (inputs[n:] if self.use_noise else [None] * n)
+        if self.const_input:
+            x = self.const.expand(ws[0].shape[0], -1, -1, -1)
+        else:
+            x = self.input_dense(ws[0]).view(ws[0].shape[0], -1, 4, 4) + self.first_bias
+        for layer, w, nz in zip(self.layers, ws, noise):
+            x = layer(x, w, nz)
+        return F.conv2d(x, self.rgb_weight, self.rgb_bias)
+
+
+class ReferenceSynthesis(nn.Module):
+    """The training graph as it is, with the exported input signature (for comparison)."""
+
+    def __init__(self, syn: SynthesisNetwork) -> None:
+        super().__init__()
+        self.syn = syn
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        n = self.syn.num_layers
+        noise = list(inputs[n:]) if self.syn.cfg.use_noise else [None] * n
+        return self.syn.run_layers(list(inputs[:n]), noise)
+
+
+class InferenceMapping(nn.Module):
+    """z -> w with the equalised-learning-rate gains folded into plain weights."""
+
+    def __init__(self, mapping: MappingNetwork) -> None:
+        super().__init__()
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for layer in mapping.layers:
+            self.weights.append(nn.Parameter(layer.weight.detach() * layer.weight_gain, requires_grad=False))
+            self.biases.append(nn.Parameter(layer.bias.detach() * layer.bias_gain, requires_grad=False))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = pixel_norm(z)
+        for w, b in zip(self.weights, self.biases):
+            x = F.leaky_relu(F.linear(x, w, b), LRELU_SLOPE)
+        return x
+
+
+GRAPH_FORMS = ("inference", "reference")
+
+
+def synthesis_module(syn: SynthesisNetwork, form: str = "inference") -> nn.Module:
+    if form == "inference":
+        return InferenceSynthesis(syn).eval()
+    if form == "reference":
+        return ReferenceSynthesis(syn).eval()
+    raise ValueError(f"graph form must be one of {GRAPH_FORMS}, got {form!r}")

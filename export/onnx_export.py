@@ -1,0 +1,260 @@
+"""PyTorch generator -> ONNX bundle (mapping.onnx, synthesis.onnx, meta.json, noise_const.npz).
+
+Every style layer's w and noise image is a graph input, so truncation, mixing, per-layer edits
+and the noise mode are runtime choices. The bundle is written into a temporary directory beside
+its destination and renamed into place only once every file has passed `onnx.checker` (full
+check), shape inference and a numerical comparison against PyTorch on fresh random inputs: a
+half-written bundle never appears under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from stylegan_edge.runtime.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, noise_input, w_input
+from stylegan_edge.training.config import ModelConfig
+from stylegan_edge.training.flops import model_gflops
+from stylegan_edge.training.networks import Generator
+
+from .inference_graph import InferenceMapping, synthesis_module
+
+# Operators a bundle may contain: standard ONNX only, nothing random, no runtime-computed
+# convolution weights. Export fails if the graph strays outside this set.
+ALLOWED_OPS = frozenset({
+    "Add", "Mul", "Sub", "Div", "Conv", "Gemm", "MatMul", "LeakyRelu", "InstanceNormalization",
+    "DepthToSpace", "Slice", "Expand", "Shape", "Gather", "Concat", "Reshape", "Unsqueeze", "Squeeze",
+    "ReduceMean", "Sqrt", "Reciprocal", "Pow", "Resize", "Constant", "ConvTranspose", "Transpose",
+    "Cast", "Identity", "Max", "Min",
+})
+RANDOM_OPS = frozenset({
+    "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",
+})
+
+
+class ExportError(RuntimeError):
+    """Export failed; the message is one line."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 18
+    graph: str = "inference"  # "inference": sub-pixel upsampling, folded constants; "reference": as trained
+    verify_batch: int = 2
+    tolerance: float = 1e-4  # max abs error of ONNX vs PyTorch at export time
+
+
+def tool_version() -> str:
+    try:
+        return version("stylegan-edge")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0+unknown"
+
+
+def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: list[str], output: str,
+                   path: Path, opset: int) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # The exporter is chatty (progress lines, deprecation and axis-renaming warnings); the CLI
+    # reports its own steps instead.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        previous = logging.getLogger("torch").level
+        logging.getLogger("torch").setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(
+                module, args, None, input_names=names, output_names=[output], opset_version=opset,
+                dynamo=True, optimize=True, verbose=False,
+                dynamic_shapes=(tuple({0: batch} for _ in names),) if len(names) > 1 else ({0: batch},),
+            )
+        finally:
+            logging.getLogger("torch").setLevel(previous)
+    model = program.model_proto
+    name_nodes_by_module(model)
+    # The dynamo exporter names the batch axis after the first input it met; give it one name.
+    for value in list(model.graph.input) + list(model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = "batch"
+    onnx.save(model, os.fspath(path))
+
+
+def name_nodes_by_module(model: onnx.ModelProto) -> None:
+    """Name every node after the module it came from (`layers.5/InstanceNormalization`,
+    `layers.5/Conv_1`), so precision plans, TensorRT layer names and profiles read as the model."""
+    seen: dict[str, int] = {}
+    for node in model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        try:
+            scopes = [s for s in json.loads(meta.get("pkg.torch.onnx.name_scopes", "[]").replace("'", '"'))[1:-1] if s]
+        except json.JSONDecodeError:
+            scopes = []
+        base = f"{scopes[-1] if scopes else 'graph'}/{node.op_type}"
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        node.name = base if k == 0 else f"{base}_{k}"
+
+
+def _check_onnx(path: Path) -> list[str]:
+    """Full checker, strict shape inference and the operator policy; returns the op types."""
+    try:
+        onnx.checker.check_model(os.fspath(path), full_check=True)
+        onnx.shape_inference.infer_shapes(onnx.load(os.fspath(path)), check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"{path.name} fails the ONNX checker: {str(e).splitlines()[0]}") from None
+    model = onnx.load(os.fspath(path))
+    ops = sorted({n.op_type for n in model.graph.node})
+    bad = [op for op in ops if op in RANDOM_OPS or op not in ALLOWED_OPS]
+    if bad:
+        raise ExportError(f"{path.name} contains operators outside the bundle policy: {', '.join(bad)}")
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
+            if not any(i.name == node.input[1] for i in model.graph.initializer):
+                raise ExportError(f"{path.name}: convolution {node.name} has weights computed at run time")
+    return ops
+
+
+def _synthesis_inputs(cfg: ModelConfig, batch: int, gen: torch.Generator) -> tuple[list[str], list[torch.Tensor]]:
+    n = cfg.num_layers
+    names = [w_input(i) for i in range(n)]
+    tensors = [torch.randn(batch, cfg.w_dim, generator=gen) for _ in range(n)]
+    if cfg.use_noise:
+        names += [noise_input(i) for i in range(n)]
+        tensors += [torch.randn(batch, 1, r, r, generator=gen) for r in map(cfg.layer_resolution, range(n))]
+    return names, tensors
+
+
+def _max_error(path: Path, names: list[str], tensors: list[torch.Tensor], reference: torch.Tensor) -> float:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+    out = sess.run(None, {k: v.numpy() for k, v in zip(names, tensors)})[0]
+    return float(np.abs(out - reference.numpy()).max())
+
+
+def model_meta(G: Generator) -> dict[str, Any]:
+    """The bundle metadata that describes the model itself (shapes, styles, w_avg, defaults)."""
+    mc = G.cfg
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "tool_version": tool_version(),
+        "resolution": mc.resolution,
+        "img_channels": mc.img_channels,
+        "z_dim": mc.z_dim,
+        "w_dim": mc.w_dim,
+        "num_layers": mc.num_layers,
+        "use_noise": mc.use_noise,
+        "layers": [
+            {"index": i, "resolution": mc.layer_resolution(i), "channels": mc.layer_channels(i),
+             "w_input": w_input(i), "noise_input": noise_input(i) if mc.use_noise else None}
+            for i in range(mc.num_layers)
+        ],
+        "w_avg": [round(float(v), 8) for v in G.w_avg.tolist()],
+        "truncation": {"psi": mc.truncation_psi, "cutoff": mc.truncation_cutoff},
+        "opset": 0,
+        "gflop_per_image": model_gflops(mc),
+        "model_config": mc.to_dict(),
+    }
+
+
+def build_meta(G: Generator, cfg: ExportConfig, source: dict[str, Any], ops: dict[str, list[str]],
+               errors: dict[str, float]) -> dict[str, Any]:
+    meta = model_meta(G)
+    meta.update({
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "opset": cfg.opset,
+        "graph_form": cfg.graph,
+        "operators": ops,
+        "export_max_abs_error": errors,
+        "source": source,
+    })
+    return meta
+
+
+def export_bundle(
+    G: Generator, out: str | Path, cfg: ExportConfig | None = None, source: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Write a bundle directory for generator `G` at `out`, replacing any bundle there."""
+    cfg = cfg or ExportConfig()
+    log = log or (lambda msg: None)
+    out = Path(out)
+    if out.exists() and not (out / "meta.json").is_file():
+        raise ExportError(f"{out} exists and is not a bundle; refusing to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as e:
+        raise ExportError(f"cannot write to {out.parent}: {e.strerror or e}") from None
+    G = G.eval().cpu()
+    mc = G.cfg
+    gen = torch.Generator().manual_seed(12345)
+    try:
+        t0 = time.perf_counter()
+        z = torch.randn(cfg.verify_batch, mc.z_dim, generator=gen)
+        mapping = InferenceMapping(G.mapping).eval()
+        _export_module(mapping, (z,), ["z"], "w", tmp / "mapping.onnx", cfg.opset)
+        log(f"mapping.onnx: exported in {time.perf_counter() - t0:.1f}s")
+
+        t0 = time.perf_counter()
+        names, tensors = _synthesis_inputs(mc, cfg.verify_batch, gen)
+        synthesis = synthesis_module(G.synthesis, cfg.graph)
+        _export_module(synthesis, tuple(tensors), names, "image", tmp / "synthesis.onnx", cfg.opset)
+        log(f"synthesis.onnx: exported in {time.perf_counter() - t0:.1f}s ({cfg.graph} graph)")
+
+        ops = {name: _check_onnx(tmp / name) for name in ("mapping.onnx", "synthesis.onnx")}
+        log("checker and shape inference: passed")
+
+        # Verify on fresh inputs (not the ones traced with) against the model as trained.
+        with torch.no_grad():
+            z = torch.randn(cfg.verify_batch + 1, mc.z_dim, generator=gen)
+            names, tensors = _synthesis_inputs(mc, cfg.verify_batch + 1, gen)
+            w_ref = G.mapping(z)
+            n = mc.num_layers
+            img_ref = G.synthesis.run_layers(tensors[:n], tensors[n:] if mc.use_noise else [None] * n)
+        errors = {
+            "mapping.onnx": _max_error(tmp / "mapping.onnx", ["z"], [z], w_ref),
+            "synthesis.onnx": _max_error(tmp / "synthesis.onnx", names, tensors, img_ref),
+        }
+        worst = max(errors.values())
+        scale = float(img_ref.abs().max())
+        if worst > cfg.tolerance * max(1.0, scale):
+            raise ExportError(f"ONNX differs from PyTorch by {worst:.2e} (tolerance {cfg.tolerance:g})")
+        log(f"onnxruntime vs PyTorch on fresh inputs: max abs error {worst:.1e}")
+
+        if mc.use_noise:
+            consts = G.synthesis.make_noise(1, "const")
+            np.savez(tmp / "noise_const.npz", **{noise_input(i): t.numpy() for i, t in enumerate(consts)})
+        meta = build_meta(G, cfg, source or {}, ops, errors)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished directory into place; an old bundle there is removed only afterwards."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,331 @@
+"""What a TensorRT engine build will do, decided before TensorRT does anything (pure, testable).
+
+Two build paths, chosen by what the installed TensorRT has (feature detection, never version
+strings):
+
+- strongly_typed (TensorRT 10.x and 11.x): the network is created STRONGLY_TYPED and the engine
+  runs exactly the precision the ONNX states: `synthesis.fp16.onnx` / `synthesis.int8.onnx` as
+  calibration wrote them, the FP32 files for FP32. No precision builder flags at all (TensorRT 11
+  has none; 10.12 deprecated them).
+- weak_typed (TensorRT 8.6 / 8.5, and 10.x when the reduced-precision ONNX is absent): the
+  builder gets precision flags (FP16; INT8 + FP16 for the Q/DQ ONNX) and the precision plan's
+  layers are pinned to FP32 with per-layer constraints that the builder must obey. Never an
+  implicit-INT8 calibrator: INT8 is explicit Q/DQ only.
+
+`plan_build` returns a frozen BuildPlan; `export/tensorrt_build.py` carries it out. The plan names
+flags by their TensorRT enum member names, so it is readable, comparable in tests and recorded
+as is in the engine's sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from stylegan_edge.runtime.bundle import (
+    Bundle,
+    BundleError,
+    engine_filename,
+    noise_input,
+    onnx_filename,
+    open_bundle,
+    w_input,
+)
+from stylegan_edge.runtime.engine_meta import sidecar_path
+
+PRECISION_PLAN = "precision_plan.json"
+PRECISION_PLAN_FORMAT = "stylegan-edge-precision-plan"
+TIMING_CACHE = "timing.cache"
+# Kept in FP32 by weak-typed reduced-precision builds when the bundle has no precision plan:
+# instance-norm statistics overflow FP16 (sums of squares), and a decomposed norm shows up as
+# reductions.
+DEFAULT_FP32_LAYER_TYPES = ("NORMALIZATION", "REDUCE")
+# Never pinned: they carry no float computation of their own (or, Q/DQ, define their own types).
+UNPINNABLE_LAYER_TYPES = ("QUANTIZE", "DEQUANTIZE", "SHAPE", "CONSTANT", "CAST", "ASSERTION")
+STRONGLY_TYPED = "strongly_typed"
+WEAK_TYPED = "weak_typed"
+
+
+class PlanError(ValueError):
+    """A build that cannot be planned; the message is one line naming the file or argument."""
+
+
+@dataclass(frozen=True)
+class ProfileShape:
+    input: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Fp32Pins:
+    """Which network layers a weak-typed build keeps in FP32.
+
+    nodes: ONNX node names from the precision plan; a TensorRT layer matches a node when the
+    parser recorded that node in the layer's metadata ("[ONNX Layer: <node>...]"), else when its
+    name equals the node's or is the node's name plus the parser's "_<n>" suffix for the further
+    layers one node produced. layer_types: LayerType member names matched by type.
+    """
+
+    source: str  # "precision_plan.json", "default (normalization layers)", "none"
+    nodes: frozenset[str] = frozenset()
+    layer_types: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.nodes and not self.layer_types
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    model: str  # "mapping" | "synthesis"
+    precision: str  # "fp32" | "fp16" | "int8"
+    path: str  # STRONGLY_TYPED | WEAK_TYPED
+    onnx: Path
+    engine: Path
+    network_flags: tuple[str, ...]  # NetworkDefinitionCreationFlag members
+    builder_flags: tuple[str, ...]  # BuilderFlag members to set
+    cleared_flags: tuple[str, ...]  # BuilderFlag members to clear
+    parser_flags: tuple[str, ...]  # OnnxParserFlag members
+    pins: Fp32Pins
+    batch: tuple[int, int, int]
+    profile: tuple[ProfileShape, ...]
+    workspace_bytes: int | None
+    timing_cache: Path
+    init_plugins: bool  # load libnvinfer_plugin (8.5: InstanceNormalization is a plugin there)
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def sidecar(self) -> Path:
+        return sidecar_path(self.engine)
+
+    def profile_dict(self) -> dict[str, list[list[int]]]:
+        return {p.input: [list(p.min), list(p.opt), list(p.max)] for p in self.profile}
+
+    def summary(self) -> dict[str, Any]:
+        """The plan as plain data (logged, compared in tests)."""
+        return {
+            "model": self.model, "precision": self.precision, "path": self.path, "onnx": self.onnx.name,
+            "engine": self.engine.name, "network_flags": list(self.network_flags),
+            "builder_flags": list(self.builder_flags), "cleared_flags": list(self.cleared_flags),
+            "parser_flags": list(self.parser_flags), "fp32_pins": self.pins.source, "batch": list(self.batch),
+        }
+
+
+# --- feature detection -------------------------------------------------------------------------
+def has_member(enum: Any, name: str) -> bool:
+    return enum is not None and hasattr(enum, name)
+
+
+def supports_strong_typing(trt: ModuleType) -> bool:
+    return has_member(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED")
+
+
+def supports_weak_typing(trt: ModuleType) -> bool:
+    return has_member(getattr(trt, "BuilderFlag", None), "FP16")
+
+
+def needs_explicit_batch_flag(trt: ModuleType) -> bool:
+    """8.x still has implicit-batch networks (and Builder.max_batch_size) and its ONNX parser needs
+    EXPLICIT_BATCH; 10.x ignores the flag (deprecated) and 11.x no longer has it."""
+    return has_member(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and hasattr(trt.Builder, "max_batch_size")
+
+
+def choose_build_path(trt: ModuleType, precision: str, reduced_onnx_present: bool) -> str:
+    """strongly_typed or weak_typed, from what this TensorRT has.
+
+    FP32 builds strongly typed wherever the flag exists (exact FP32 either way). FP16/INT8 build
+    strongly typed when the flag exists and calibration's reduced-precision ONNX is in the bundle;
+    otherwise weak typed from the FP32 ONNX with precision flags, where this TensorRT still has
+    them (8.x, 10.x).
+    """
+    strong = supports_strong_typing(trt)
+    if precision == "fp32":
+        return STRONGLY_TYPED if strong else WEAK_TYPED
+    if strong and reduced_onnx_present:
+        return STRONGLY_TYPED
+    if supports_weak_typing(trt):
+        return WEAK_TYPED
+    raise PlanError(
+        f"TensorRT {getattr(trt, '__version__', '?')} has no {precision.upper()} builder flag and builds {precision} "
+        f"only from {onnx_filename('synthesis', precision)}, which the bundle lacks: create it where the export "
+        f"extras are installed (`stylegan-export BUNDLE --{precision}`)"
+    )
+
+
+# --- the precision plan -------------------------------------------------------------------------
+def read_fp32_nodes(bundle: Bundle) -> frozenset[str] | None:
+    """fp32_nodes of the bundle's precision_plan.json, or None when the bundle has none."""
+    path = bundle.path / PRECISION_PLAN
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlanError(f"{path}: unreadable ({e})") from None
+    if not isinstance(d, dict) or d.get("format") != PRECISION_PLAN_FORMAT:
+        raise PlanError(f"{path}: not a stylegan-edge precision plan")
+    if d.get("version") != 1:
+        raise PlanError(f"{path}: precision plan version {d.get('version')}; this builder reads version 1")
+    nodes = d.get("fp32_nodes")
+    if not isinstance(nodes, list) or not all(isinstance(n, str) and n for n in nodes):
+        raise PlanError(f"{path}: fp32_nodes must be a list of ONNX node names")
+    return frozenset(nodes)
+
+
+_METADATA_NODE = re.compile(r"^\[ONNX Layer: (.*?)(?: \|.*)?\]$", re.DOTALL)
+
+
+def layer_node_name(layer_name: str, metadata: str | None) -> str | None:
+    """The ONNX node a layer came from when its metadata says so (parsers of 8.6 onwards)."""
+    if metadata:
+        m = _METADATA_NODE.match(metadata.strip())
+        if m:
+            return m.group(1)
+    return None
+
+
+def pin_matches(pins: Fp32Pins, layer_name: str, layer_type: str, metadata: str | None = None) -> bool:
+    """Whether a network layer (name, LayerType member name, metadata) is kept in FP32."""
+    if layer_type in UNPINNABLE_LAYER_TYPES:
+        return False
+    if layer_type in pins.layer_types:
+        return True
+    if not pins.nodes:
+        return False
+    node = layer_node_name(layer_name, metadata)
+    if node is not None:
+        return node in pins.nodes
+    if layer_name in pins.nodes:
+        return True
+    # The parser names a node's further layers "<node>_<n>" (a counter shared by all nodes).
+    base, sep, suffix = layer_name.rpartition("_")
+    return bool(sep) and suffix.isdigit() and base in pins.nodes
+
+
+def choose_pins(bundle: Bundle, path: str, precision: str) -> Fp32Pins:
+    if path != WEAK_TYPED or precision == "fp32":
+        return Fp32Pins("none")
+    nodes = read_fp32_nodes(bundle)
+    if nodes is None:
+        return Fp32Pins("default (normalization layers)", layer_types=DEFAULT_FP32_LAYER_TYPES)
+    return Fp32Pins(PRECISION_PLAN, nodes=nodes)
+
+
+# --- shapes ----------------------------------------------------------------------------------------
+def parse_batch(batch: str | Sequence[int]) -> tuple[int, int, int]:
+    """"1,1,8" or (1, 1, 8) -> (min, opt, max), checked."""
+    if isinstance(batch, str):
+        try:
+            values = tuple(int(v) for v in batch.split(","))
+        except ValueError:
+            raise PlanError(f"--batch must be MIN,OPT,MAX integers, got {batch!r}") from None
+    else:
+        values = tuple(int(v) for v in batch)
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+        raise PlanError(f"--batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {batch!r}")
+    return values  # type: ignore[return-value]
+
+
+def input_shapes(bundle: Bundle, model: str) -> dict[str, tuple[int, ...]]:
+    """Each graph input's shape without the batch axis, from meta.json."""
+    m = bundle.meta
+    if model == "mapping":
+        return {"z": (m.z_dim,)}
+    shapes: dict[str, tuple[int, ...]] = {w_input(i): (m.w_dim,) for i in range(m.num_layers)}
+    if m.use_noise:
+        for i, r in enumerate(m.layer_resolutions):
+            shapes[noise_input(i)] = (1, r, r)
+    return shapes
+
+
+def profile_shapes(bundle: Bundle, model: str, batch: tuple[int, int, int]) -> tuple[ProfileShape, ...]:
+    lo, opt, hi = batch
+    return tuple(ProfileShape(name, (lo, *rest), (opt, *rest), (hi, *rest))
+                 for name, rest in input_shapes(bundle, model).items())
+
+
+# --- the plan ----------------------------------------------------------------------------------------
+def plan_build(
+    trt: ModuleType, bundle: Bundle | str | Path, precision: str, *, model: str = "synthesis",
+    batch: str | Sequence[int] = (1, 1, 8), workspace_gb: float | None = None,
+    timing_cache: str | Path | None = None,
+) -> BuildPlan:
+    """Decide how TensorRT module `trt` builds `model` of `bundle` at `precision` (no building).
+
+    The mapping network is a few dense layers and always builds FP32.
+    """
+    bundle = open_bundle(bundle)
+    if model == "mapping":
+        precision = "fp32"
+    if precision not in ("fp32", "fp16", "int8"):
+        raise PlanError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
+    if model not in ("mapping", "synthesis"):
+        raise PlanError(f"unknown model {model!r}; choose mapping or synthesis")
+    if workspace_gb is not None and workspace_gb <= 0:
+        raise PlanError(f"--workspace must be a positive number of GiB, got {workspace_gb}")
+    batch = parse_batch(batch)
+    reduced = precision != "fp32" and bundle.has(onnx_filename(model, precision))
+    path = choose_build_path(trt, precision, reduced)
+    notes: list[str] = []
+
+    if path == STRONGLY_TYPED:
+        onnx = bundle.onnx_path(model, precision)
+        network_flags = ["STRONGLY_TYPED"]
+        builder_flags: list[str] = []
+    elif precision == "int8":
+        # Weak-typed INT8 only from the explicit Q/DQ graph: no calibrator, ever.
+        try:
+            onnx = bundle.onnx_path(model, "int8")
+        except BundleError as e:
+            raise PlanError(str(e)) from None
+        network_flags = []
+        builder_flags = ["INT8", "FP16"]
+    else:
+        onnx = bundle.onnx_path(model, "fp32")
+        network_flags = []
+        builder_flags = ["FP16"] if precision == "fp16" else []
+        if precision == "fp16" and supports_strong_typing(trt):
+            notes.append(f"{onnx_filename(model, 'fp16')} absent: weak-typed FP16 from {onnx.name} (deprecated "
+                         "in TensorRT 10.12; add the FP16 ONNX to build strongly typed)")
+    if needs_explicit_batch_flag(trt):
+        network_flags.insert(0, "EXPLICIT_BATCH")
+
+    parser_flags = ["NATIVE_INSTANCENORM"] if has_member(getattr(trt, "OnnxParserFlag", None),
+                                                         "NATIVE_INSTANCENORM") else []
+    pins = choose_pins(bundle, path, precision)
+    if pins.layer_types and not parser_flags:  # 8.5: InstanceNormalization becomes a plugin layer
+        pins = Fp32Pins(pins.source, pins.nodes, (*pins.layer_types, "PLUGIN_V2"))
+    if not pins.empty:
+        builder_flags.append("OBEY_PRECISION_CONSTRAINTS")
+    # "fp32" means FP32: TF32 would round matmul and convolution inputs to a 10-bit mantissa.
+    cleared_flags = ["TF32"] if precision == "fp32" and has_member(trt.BuilderFlag, "TF32") else []
+    return BuildPlan(
+        model=model, precision=precision, path=path, onnx=onnx,
+        engine=bundle.path / engine_filename(model, precision),
+        network_flags=tuple(network_flags), builder_flags=tuple(builder_flags),
+        cleared_flags=tuple(cleared_flags), parser_flags=tuple(parser_flags), pins=pins, batch=batch,
+        profile=profile_shapes(bundle, model, batch),
+        workspace_bytes=None if workspace_gb is None else int(workspace_gb * (1 << 30)),
+        timing_cache=Path(timing_cache) if timing_cache is not None else bundle.path / TIMING_CACHE,
+        init_plugins=not parser_flags, notes=tuple(notes),
+    )
+
+
+def plan_builds(
+    trt: ModuleType, bundle: Bundle | str | Path, precisions: Sequence[str] = ("fp16",), **kwargs: Any,
+) -> list[BuildPlan]:
+    """The mapping engine (FP32, once) and one synthesis engine per precision."""
+    bundle = open_bundle(bundle)
+    plans = [plan_build(trt, bundle, "fp32", model="mapping", **kwargs)]
+    for p in dict.fromkeys(precisions):
+        plans.append(plan_build(trt, bundle, p, model="synthesis", **kwargs))
+    return plans

@@ -1,0 +1,159 @@
+"""Export: the bundle's files, its graph policy, and exactness against PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from stylegan_edge.export.inference_graph import (
+    InferenceSynthesis,
+    ReferenceSynthesis,
+    subpixel_kernel,
+)
+from stylegan_edge.export.onnx_export import ExportError, export_bundle
+from stylegan_edge.training.config import PRESETS
+
+from .conftest import TINY, randomized_generator
+
+
+def _session(path):
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _random_synthesis_inputs(cfg, batch, seed):
+    g = torch.Generator().manual_seed(seed)
+    ws = [torch.randn(batch, cfg.w_dim, generator=g) for _ in range(cfg.num_layers)]
+    noise = [torch.randn(batch, 1, r, r, generator=g) for r in map(cfg.layer_resolution, range(cfg.num_layers))]
+    return ws, noise
+
+
+def _feeds(ws, noise):
+    feeds = {f"w_{i:02d}": w.numpy() for i, w in enumerate(ws)}
+    return feeds | {f"noise_{i:02d}": n.numpy() for i, n in enumerate(noise)}
+
+
+def test_bundle_has_the_designed_files(tiny_bundle):
+    names = {p.name for p in tiny_bundle.iterdir()}
+    assert {"mapping.onnx", "synthesis.onnx", "meta.json", "noise_const.npz"} <= names
+    assert not any(n.endswith(".tmp") for n in names)
+
+
+def test_graphs_pass_the_full_checker_and_strict_shape_inference(tiny_bundle):
+    for name in ("mapping.onnx", "synthesis.onnx"):
+        onnx.checker.check_model(str(tiny_bundle / name), full_check=True)
+        onnx.shape_inference.infer_shapes(onnx.load(str(tiny_bundle / name)), strict_mode=True)
+
+
+def test_synthesis_inputs_are_one_w_and_one_noise_per_layer_with_a_dynamic_batch(tiny_bundle):
+    model = onnx.load(str(tiny_bundle / "synthesis.onnx"))
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    L = TINY.num_layers
+    assert inputs == {
+        **{f"w_{i:02d}": ["batch", TINY.w_dim] for i in range(L)},
+        **{f"noise_{i:02d}": ["batch", 1, TINY.layer_resolution(i), TINY.layer_resolution(i)] for i in range(L)},
+    }
+    out = model.graph.output[0]
+    assert out.name == "image"
+    assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 3, 32, 32]
+
+
+def test_graphs_use_only_standard_deterministic_operators_listed_in_meta(tiny_bundle):
+    meta = json.loads((tiny_bundle / "meta.json").read_text())
+    for name in ("mapping.onnx", "synthesis.onnx"):
+        model = onnx.load(str(tiny_bundle / name))
+        ops = sorted({n.op_type for n in model.graph.node})
+        assert ops == meta["operators"][name]
+        assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
+        assert not any(op.startswith("Random") for op in ops)
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+
+
+def test_synthesis_keeps_the_real_instance_norm_and_has_no_transposed_convolution(tiny_bundle):
+    ops = {n.op_type for n in onnx.load(str(tiny_bundle / "synthesis.onnx")).graph.node}
+    assert "InstanceNormalization" in ops
+    assert {"ReduceMean", "ConvTranspose", "Resize"}.isdisjoint(ops)
+    assert "DepthToSpace" in ops
+
+
+def test_meta_describes_the_model(tiny_bundle, tiny_G):
+    meta = json.loads((tiny_bundle / "meta.json").read_text())
+    assert meta["format_version"] == 1 and meta["num_layers"] == TINY.num_layers
+    assert [layer["resolution"] for layer in meta["layers"]] == [4, 4, 8, 8, 16, 16, 32, 32]
+    assert np.allclose(meta["w_avg"], tiny_G.w_avg.numpy(), atol=1e-7)
+    assert meta["truncation"] == {"psi": 0.7, "cutoff": None}
+    assert meta["opset"] >= 17 and meta["gflop_per_image"]["total"] > 0
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_onnxruntime_matches_pytorch_on_fresh_random_inputs(tiny_bundle, tiny_G, batch):
+    ws, noise = _random_synthesis_inputs(TINY, batch, seed=100 + batch)
+    with torch.no_grad():
+        ref = tiny_G.synthesis.run_layers(ws, noise).numpy()
+        z = torch.randn(batch, TINY.z_dim)
+        w_ref = tiny_G.mapping(z).numpy()
+    out = _session(tiny_bundle / "synthesis.onnx").run(None, _feeds(ws, noise))[0]
+    assert np.abs(out - ref).max() <= 1e-4
+    w = _session(tiny_bundle / "mapping.onnx").run(None, {"z": z.numpy()})[0]
+    assert np.abs(w - w_ref).max() <= 1e-5
+
+
+def test_subpixel_kernel_equals_nearest_upsampling_then_3x3_convolution():
+    w = torch.randn(4, 3, 3, 3)
+    x = torch.randn(2, 3, 5, 5)
+    F = torch.nn.functional
+    ref = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, padding=1)
+    sub = F.pixel_shuffle(F.conv2d(x, subpixel_kernel(w), padding=1), 2)[:, :, 1:-1, 1:-1]
+    assert (sub - ref).abs().max() < 1e-5
+
+
+def test_inference_graph_equals_the_training_graph_including_the_fused_path(tiny_fused_cfg):
+    G = randomized_generator(tiny_fused_cfg, seed=5)
+    ws, noise = _random_synthesis_inputs(tiny_fused_cfg, 2, seed=6)
+    with torch.no_grad():
+        ref = ReferenceSynthesis(G.synthesis)(*ws, *noise)
+        out = InferenceSynthesis(G.synthesis)(*ws, *noise)
+    assert (out - ref).abs().max() / ref.abs().max() < 1e-5
+
+
+@pytest.mark.slow
+def test_export_is_exact_at_256_px_on_the_edge_preset(tmp_path):
+    cfg = PRESETS["edge256"]
+    G = randomized_generator(cfg, seed=2)
+    with torch.no_grad():  # scale the output to images in [-1, 1], where the 1e-4 bound is stated
+        G.synthesis.rgb_bias.zero_()
+        ws, noise = _random_synthesis_inputs(cfg, 2, seed=0)
+        G.synthesis.to_rgb.weight.div_(G.synthesis.run_layers(ws, noise).abs().max())
+    bundle = export_bundle(G, tmp_path / "edge.sgbundle")
+    for batch in (1, 3):
+        ws, noise = _random_synthesis_inputs(cfg, batch, seed=batch)
+        with torch.no_grad():
+            ref = G.synthesis.run_layers(ws, noise).numpy()
+        out = _session(bundle / "synthesis.onnx").run(None, _feeds(ws, noise))[0]
+        assert 0.2 < np.abs(ref).max() < 1.5
+        assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_a_failed_export_leaves_no_bundle_and_no_temporary(tmp_path, monkeypatch):
+    import stylegan_edge.export.onnx_export as ex
+
+    def broken(path):
+        raise ExportError("simulated failure")
+
+    monkeypatch.setattr(ex, "_check_onnx", broken)
+    with pytest.raises(ExportError):
+        export_bundle(randomized_generator(TINY), tmp_path / "x.sgbundle")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path):
+    (tmp_path / "important").mkdir()
+    (tmp_path / "important" / "notes.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not a bundle"):
+        export_bundle(randomized_generator(TINY), tmp_path / "important")
+    assert (tmp_path / "important" / "notes.txt").read_text() == "keep me"

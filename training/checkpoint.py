@@ -1,0 +1,173 @@
+"""Checkpoints: one safetensors file of named tensors plus JSON metadata; never a pickle.
+
+Layout of the tensor names: `G_ema.<param>` (the generator used for export; always present),
+and in training checkpoints `G.<param>`, `D.<param>`, `opt_G.<idx>.<key>`, `opt_D.<idx>.<key>`,
+`rng.torch`. The metadata (string -> string, safetensors' own header) holds `format`,
+`format_version`, `kind` ("model" or "training"), the model configuration as JSON and, for
+training, the training configuration, counters and RNG states.
+
+Writes are atomic: the file is written beside its destination, flushed to disk and renamed over
+it, so a crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .config import ConfigError, ModelConfig
+from .networks import Discriminator, Generator
+
+FORMAT = "stylegan-edge"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line naming the file."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Save named tensors and JSON-serialisable metadata atomically."""
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
+    header.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    # safetensors refuses shared or strided storage: give it compact private copies.
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    atomic_write_bytes(path, st_save(flat, metadata=header))
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load and validate a checkpoint file; every failure is one CheckpointError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    data = path.read_bytes()
+    try:
+        tensors = st_load(data)
+        meta = _read_header(data)
+    except (SafetensorError, ValueError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({_first_line(e)})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a stylegan-edge checkpoint (no format={FORMAT!r} in its metadata)")
+    version = meta.get("format_version", "?")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{path}: written in checkpoint format {version}; "
+            f"this version of stylegan-edge reads format {FORMAT_VERSION}"
+        )
+    return tensors, meta
+
+
+def _read_header(data: bytes) -> dict[str, str]:
+    n = int.from_bytes(data[:8], "little")
+    if n <= 0 or n > len(data) - 8:
+        raise ValueError("header length is out of range")
+    return json.loads(data[8 : 8 + n]).get("__metadata__", {}) or {}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def checkpoint_config(meta: dict[str, str], path: str | Path = "checkpoint") -> ModelConfig:
+    try:
+        return ModelConfig.from_json(meta["config"])
+    except KeyError:
+        raise CheckpointError(f"{path}: metadata has no model configuration") from None
+    except (ConfigError, TypeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: invalid model configuration: {_first_line(e)}") from None
+
+
+def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under `prefix.`, with the prefix removed."""
+    p = prefix + "."
+    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+
+
+def with_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in state.items()}
+
+
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: str | Path) -> None:
+    """Strictly load a state dict, turning mismatches into one line."""
+    if not state:
+        raise CheckpointError(f"{path}: holds no {what} weights")
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise CheckpointError(
+            f"{path}: {what} weights do not match its configuration "
+            f"({len(missing)} missing, {len(unexpected)} unexpected; {detail})"
+        )
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(
+                f"{path}: {what} weight {k} has shape {list(v.shape)}, "
+                f"the configuration needs {list(expected[k].shape)}"
+            )
+    module.load_state_dict(state, strict=True)
+
+
+def save_model(
+    path: str | Path, G_ema: Generator, *, G: Generator | None = None, D: Discriminator | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> None:
+    """Save an inference model (G_ema, optionally G and D for fine-tuning)."""
+    tensors = with_prefix(G_ema.state_dict(), "G_ema")
+    if G is not None:
+        tensors.update(with_prefix(G.state_dict(), "G"))
+    if D is not None:
+        tensors.update(with_prefix(D.state_dict(), "D"))
+    meta: dict[str, Any] = {"kind": "model", "config": G_ema.cfg.to_json()}
+    meta.update(extra_meta or {})
+    save_checkpoint(path, tensors, meta)
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
+    """The exportable generator (G_ema) of any checkpoint, in eval mode."""
+    tensors, meta = read_checkpoint(path)
+    G = Generator(checkpoint_config(meta, path))
+    load_state(G, prefixed(tensors, "G_ema"), "generator (G_ema)", path)
+    return G.eval().requires_grad_(False).to(device)
+
+
+def load_discriminator(path: str | Path, device: str | torch.device = "cpu") -> Discriminator:
+    tensors, meta = read_checkpoint(path)
+    D = Discriminator(checkpoint_config(meta, path))
+    load_state(D, prefixed(tensors, "D"), "discriminator (D)", path)
+    return D.to(device)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

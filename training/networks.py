@@ -1,0 +1,403 @@
+"""StyleGAN (Karras, Laine, Aila, CVPR 2019): mapping, synthesis, generator and discriminator.
+
+The one definition of the model; export, calibration and the official-pickle converter import it.
+Every piece of arithmetic follows the official TensorFlow code (NVlabs/stylegan), which is what
+released networks were trained with: equalised learning rate with the scale applied at run time,
+blur after the upsampling convolution, noise before the bias, instance norm with epsilon 1e-8,
+style `x * (scale + 1) + bias`. Only standard operators are used, so the graph exports to ONNX.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+NOISE_MODES = ("const", "random", "none")
+LRELU_SLOPE = 0.2
+GAIN = math.sqrt(2.0)  # He gain for leaky ReLU, as the official code uses
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+
+
+class EqualLinear(nn.Module):
+    """Dense layer with equalised learning rate.
+
+    Weights are stored with std 1/lrmul and scaled at run time by gain/sqrt(fan_in)*lrmul, so
+    Adam's per-parameter step is the same for every layer (and 100x smaller in the mapping).
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, gain: float = GAIN, lrmul: float = 1.0,
+        bias: bool = True, bias_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lrmul)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = gain / math.sqrt(in_features) * lrmul
+        self.bias_gain = lrmul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        b = self.bias * self.bias_gain if self.bias is not None else None
+        return F.linear(x, w, b)
+
+    def extra_repr(self) -> str:
+        out_f, in_f = self.weight.shape
+        return f"{in_f} -> {out_f}, weight_gain={self.weight_gain:.4g}, bias_gain={self.bias_gain:g}"
+
+
+class EqualConv2d(nn.Module):
+    """Square convolution with equalised learning rate and 'same' zero padding; no bias
+    (StyleGAN adds the bias after the noise, in the layer epilogue)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, gain: float = GAIN) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
+        self.weight_gain = gain / math.sqrt(in_channels * kernel * kernel)
+        self.padding = kernel // 2
+
+    def scaled_weight(self) -> torch.Tensor:
+        return self.weight * self.weight_gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.scaled_weight(), padding=self.padding)
+
+    def extra_repr(self) -> str:
+        o, i, k, _ = self.weight.shape
+        return f"{i} -> {o}, kernel={k}, weight_gain={self.weight_gain:.4g}"
+
+
+def fused_upsample_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """The official fused-upscale kernel: a 3x3 conv weight [out, in, 3, 3] padded to 4x4 and
+    summed over its four 1-pixel shifts, as a `conv_transpose2d` weight [in, out, 4, 4]."""
+    w = F.pad(weight, (1, 1, 1, 1))
+    w = w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
+    return w.transpose(0, 1)
+
+
+class UpConv2d(EqualConv2d):
+    """2x upsampling followed by a 3x3 convolution.
+
+    Below `fused_up_min_res` (output) the official code upsamples by nearest neighbour and
+    convolves; from there up it runs one transposed convolution with the fused kernel, which is
+    the same operation with the kernel rotated by 180 degrees. Both are kept, as the official
+    code has them, so that converted networks reproduce it exactly.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, fused: bool) -> None:
+        super().__init__(in_channels, out_channels, 3)
+        self.fused = fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.scaled_weight()
+        if self.fused:
+            return F.conv_transpose2d(x, fused_upsample_kernel(w), stride=2, padding=1)
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return F.conv2d(x, w, padding=1)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", up=2, fused={self.fused}"
+
+
+class Blur(nn.Module):
+    """The paper's [1, 2, 1] low-pass filter (outer product, normalised), per channel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        f = torch.tensor([1.0, 2.0, 1.0])
+        k = f[:, None] * f[None, :]
+        self.register_buffer("kernel", (k / k.sum()).expand(channels, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel, padding=1, groups=x.shape[1])
+
+
+class StyleEpilogue(nn.Module):
+    """What follows every synthesis convolution: per-channel-scaled noise, bias, leaky ReLU,
+    instance norm, and the style (AdaIN's scale and bias from a learned affine map of w)."""
+
+    def __init__(self, channels: int, w_dim: int, resolution: int, use_noise: bool) -> None:
+        super().__init__()
+        self.use_noise = use_noise
+        self.resolution = resolution
+        if use_noise:
+            # Learned per-channel noise strength starts at zero, as in the official code.
+            self.noise_strength = nn.Parameter(torch.zeros(channels))
+            # Official `noise_mode='const'`: a fixed per-layer noise image saved with the model.
+            self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        # The style map is a dense layer with gain 1; its output is (scale, bias) and the scale
+        # enters as (scale + 1), so at initialisation the style is close to the identity.
+        self.style = EqualLinear(w_dim, 2 * channels, gain=1.0)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        if self.use_noise and noise is not None:
+            x = x + noise * self.noise_strength.view(1, -1, 1, 1)
+        x = x + self.bias.view(1, -1, 1, 1)
+        x = F.leaky_relu(x, LRELU_SLOPE)
+        # Statistics in FP32: a sum of squares overflows FP16 once |x| passes ~256.
+        x = F.instance_norm(x.float(), eps=1e-8).to(x.dtype)
+        style = self.style(w).to(x.dtype)
+        scale, bias = style.unflatten(1, (2, -1)).unbind(1)
+        return x * (scale[:, :, None, None] + 1) + bias[:, :, None, None]
+
+
+class SynthesisLayer(nn.Module):
+    """One style layer: an optional convolution (none for the constant's own layer), an optional
+    blur (after upsampling convolutions), and the epilogue."""
+
+    def __init__(
+        self, conv: nn.Module | None, channels: int, w_dim: int, resolution: int, use_noise: bool,
+        blur: bool,
+    ) -> None:
+        super().__init__()
+        self.conv = conv
+        self.blur = Blur(channels) if blur else None
+        self.epilogue = StyleEpilogue(channels, w_dim, resolution, use_noise)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        if self.conv is not None:
+            x = self.conv(x)
+        if self.blur is not None:
+            x = self.blur(x)
+        return self.epilogue(x, w, noise)
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: pixel norm, then `mapping_layers` dense layers with leaky ReLU (after the last one
+    too, as in the official code) at a 0.01 learning-rate multiplier."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        layers: list[nn.Module] = []
+        if cfg.use_mapping:
+            dims = [cfg.z_dim] + [cfg.mapping_width] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+            for d_in, d_out in zip(dims[:-1], dims[1:]):
+                layers.append(EqualLinear(d_in, d_out, lrmul=cfg.mapping_lrmul))
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = pixel_norm(z)
+        for layer in self.layers:
+            x = F.leaky_relu(layer(x), LRELU_SLOPE)
+        return x
+
+
+class SynthesisNetwork(nn.Module):
+    """W+ styles [B, L, w_dim] (and one noise image per layer) -> image [B, C, R, R] in ~[-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c4 = cfg.channels(1)
+        if cfg.const_input:
+            self.const = nn.Parameter(torch.ones(1, c4, 4, 4))
+        else:
+            # The paper's "traditional input": a dense layer from the first style's w.
+            # No bias of its own: as officially, the bias comes after the noise, in the epilogue.
+            self.input_dense = EqualLinear(cfg.w_dim, c4 * 16, gain=GAIN / 4, bias=False)
+        layers = [
+            SynthesisLayer(None, c4, cfg.w_dim, 4, cfg.use_noise, blur=False),
+            SynthesisLayer(EqualConv2d(c4, c4, 3), c4, cfg.w_dim, 4, cfg.use_noise, blur=False),
+        ]
+        for log2 in range(3, cfg.log2_res + 1):
+            res, c_in, c_out = 2**log2, cfg.channels(log2 - 2), cfg.channels(log2 - 1)
+            up = UpConv2d(c_in, c_out, fused=res >= cfg.fused_up_min_res)
+            layers.append(SynthesisLayer(up, c_out, cfg.w_dim, res, cfg.use_noise, blur=True))
+            layers.append(
+                SynthesisLayer(EqualConv2d(c_out, c_out, 3), c_out, cfg.w_dim, res, cfg.use_noise, blur=False)
+            )
+        self.layers = nn.ModuleList(layers)
+        self.to_rgb = EqualConv2d(cfg.channels(cfg.log2_res - 1), cfg.img_channels, 1, gain=1.0)
+        self.rgb_bias = nn.Parameter(torch.zeros(cfg.img_channels))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def make_noise(
+        self, batch: int, mode: str, generator: torch.Generator | None = None,
+    ) -> list[torch.Tensor | None]:
+        """Per-layer noise images for a noise mode: the stored buffers, fresh draws, or none."""
+        if mode not in NOISE_MODES:
+            raise ValueError(f"noise mode must be one of {NOISE_MODES}, got {mode!r}")
+        if not self.cfg.use_noise or mode == "none":
+            return [None] * self.num_layers
+        if mode == "const":
+            return [layer.epilogue.noise_const for layer in self.layers]
+        dev = self.layers[0].epilogue.bias.device
+        return [
+            torch.randn(batch, 1, r, r, device=dev, generator=generator)
+            for r in (layer.epilogue.resolution for layer in self.layers)
+        ]
+
+    def forward(
+        self, ws: torch.Tensor, noise: list[torch.Tensor | None] | None = None,
+        noise_mode: str = "random",
+    ) -> torch.Tensor:
+        if ws.ndim != 3 or ws.shape[1] != self.num_layers:
+            raise ValueError(f"ws must be [B, {self.num_layers}, w_dim], got {list(ws.shape)}")
+        if noise is None:
+            noise = self.make_noise(ws.shape[0], noise_mode)
+        return self.run_layers(list(ws.unbind(1)), noise)
+
+    def run_layers(self, w: list[torch.Tensor], noise: list[torch.Tensor | None]) -> torch.Tensor:
+        """The network on one w [B, w_dim] and one noise image per layer (the exported form)."""
+        batch = w[0].shape[0]
+        if self.cfg.const_input:
+            x = self.const.expand(batch, -1, -1, -1)
+        else:
+            x = self.input_dense(w[0]).view(batch, -1, 4, 4)
+        for layer, w_i, noise_i in zip(self.layers, w, noise):
+            x = layer(x, w_i, noise_i)
+        return self.to_rgb(x) + self.rgb_bias.view(1, -1, 1, 1)
+
+
+class Generator(nn.Module):
+    """Mapping + synthesis, with the tracked average w for truncation and style mixing."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.mapping = MappingNetwork(cfg)
+        self.synthesis = SynthesisNetwork(cfg)
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+
+    @property
+    def num_layers(self) -> int:
+        return self.synthesis.num_layers
+
+    def map(self, z: torch.Tensor, update_w_avg: bool = False) -> torch.Tensor:
+        """z [B, z_dim] -> w [B, w_dim]; in training, folds the batch into the w_avg EMA."""
+        w = self.mapping(z)
+        if update_w_avg:
+            with torch.no_grad():
+                batch_avg = w.detach().float().mean(0)
+                self.w_avg.copy_(batch_avg.lerp(self.w_avg, self.cfg.w_avg_beta))
+        return w
+
+    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
+        return w.unsqueeze(1).expand(-1, self.num_layers, -1)
+
+    def truncate(self, ws: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+        """The truncation trick in W: w_avg + psi (w - w_avg) on the first `cutoff` layers."""
+        if psi == 1.0:
+            return ws
+        n = self.num_layers if cutoff is None else cutoff
+        coefs = torch.ones(self.num_layers, 1, device=ws.device, dtype=ws.dtype)
+        coefs[:n] = psi
+        return self.w_avg + coefs * (ws - self.w_avg)
+
+    def mix(
+        self, ws: torch.Tensor, ws2: torch.Tensor, prob: float, generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Style-mixing regularisation: with probability `prob` per sample, the styles switch
+        from the first latent's to the second's at a random layer in [1, L)."""
+        if prob <= 0:
+            return ws
+        b, n = ws.shape[0], self.num_layers
+        dev = ws.device
+        cut = torch.randint(1, n, (b,), device=dev, generator=generator)
+        keep = torch.rand(b, device=dev, generator=generator) >= prob
+        cut = torch.where(keep, torch.full_like(cut, n), cut)
+        use_first = torch.arange(n, device=dev)[None, :] < cut[:, None]
+        return torch.where(use_first[:, :, None], ws, ws2)
+
+    def forward(
+        self, z: torch.Tensor, psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "random",
+    ) -> torch.Tensor:
+        ws = self.truncate(self.broadcast(self.map(z)), psi, cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+
+def minibatch_stddev(x: torch.Tensor, group_size: int, num_features: int) -> torch.Tensor:
+    """Append the standard deviation over groups of samples as extra feature maps, so that the
+    discriminator can see the variety of a batch (Karras et al. 2018)."""
+    n, c, h, w = x.shape
+    g = min(group_size, n)
+    if n % g:
+        raise ValueError(f"batch {n} must be a multiple of the minibatch-stddev group {g}")
+    y = x.float().reshape(g, -1, num_features, c // num_features, h, w)
+    y = y - y.mean(dim=0)
+    y = (y.square().mean(dim=0) + 1e-8).sqrt()
+    y = y.mean(dim=(2, 3, 4))  # [n/g, F]
+    y = y.reshape(-1, num_features, 1, 1).repeat(g, 1, h, w)
+    return torch.cat([x, y.to(x.dtype)], dim=1)
+
+
+class DownConv2d(EqualConv2d):
+    """3x3 convolution then 2x downsampling: fused into one strided 4x4 convolution from
+    `fused_min_res` (input) up, a convolution and 2x2 average pooling below, as officially."""
+
+    def __init__(self, in_channels: int, out_channels: int, fused: bool) -> None:
+        super().__init__(in_channels, out_channels, 3)
+        self.fused = fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.scaled_weight()
+        if self.fused:
+            w = F.pad(w, (1, 1, 1, 1))
+            w = (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) * 0.25
+            return F.conv2d(x, w, stride=2, padding=1)
+        return F.avg_pool2d(F.conv2d(x, w, padding=1), 2)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", down=2, fused={self.fused}"
+
+
+class DiscriminatorBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, fused: bool) -> None:
+        super().__init__()
+        self.conv0 = EqualConv2d(c_in, c_in, 3)
+        self.bias0 = nn.Parameter(torch.zeros(c_in))
+        self.blur = Blur(c_in)
+        self.conv1 = DownConv2d(c_in, c_out, fused)
+        self.bias1 = nn.Parameter(torch.zeros(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv0(x) + self.bias0.view(1, -1, 1, 1), LRELU_SLOPE)
+        x = self.conv1(self.blur(x))
+        return F.leaky_relu(x + self.bias1.view(1, -1, 1, 1), LRELU_SLOPE)
+
+
+class Discriminator(nn.Module):
+    """The official D_basic: fromRGB, blocks down to 4x4, minibatch stddev, conv and two dense."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.from_rgb = EqualConv2d(cfg.img_channels, cfg.channels(cfg.log2_res - 1), 1)
+        self.from_rgb_bias = nn.Parameter(torch.zeros(cfg.channels(cfg.log2_res - 1)))
+        self.blocks = nn.ModuleList(
+            DiscriminatorBlock(cfg.channels(log2 - 1), cfg.channels(log2 - 2), fused=2**log2 >= cfg.fused_up_min_res)
+            for log2 in range(cfg.log2_res, 2, -1)
+        )
+        c4 = cfg.channels(1)
+        mbstd = cfg.mbstd_features if cfg.mbstd_group_size > 1 else 0
+        self.conv = EqualConv2d(c4 + mbstd, c4, 3)
+        self.conv_bias = nn.Parameter(torch.zeros(c4))
+        self.dense0 = EqualLinear(c4 * 16, cfg.channels(0))
+        self.dense1 = EqualLinear(cfg.channels(0), 1, gain=1.0)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        x = self.from_rgb(img) + self.from_rgb_bias.view(1, -1, 1, 1)
+        x = F.leaky_relu(x, LRELU_SLOPE)
+        for block in self.blocks:
+            x = block(x)
+        if self.cfg.mbstd_group_size > 1:
+            x = minibatch_stddev(x, self.cfg.mbstd_group_size, self.cfg.mbstd_features)
+        x = F.leaky_relu(self.conv(x) + self.conv_bias.view(1, -1, 1, 1), LRELU_SLOPE)
+        x = F.leaky_relu(self.dense0(x.flatten(1)), LRELU_SLOPE)
+        return self.dense1(x)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

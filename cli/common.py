@@ -68,6 +68,7 @@ def _register_stage_errors() -> None:
         ("stylegan_edge.training.checkpoint", ["CheckpointError"]),
         ("stylegan_edge.training.config", ["ConfigError"]),
         ("stylegan_edge.training.data", ["DatasetError"]),
+        ("stylegan_edge.training.metrics.fid", ["FIDError"]),
         ("stylegan_edge.export.onnx_export", ["ExportError"]),
         ("stylegan_edge.runtime.engine_meta", ["EngineMismatch"]),
         ("stylegan_edge.export.tensorrt_build", ["TensorRTMissing", "BuildError"]),
@@ -75,7 +76,7 @@ def _register_stage_errors() -> None:
         ("stylegan_edge.runtime.engine_meta", ["EngineMetaError"]),
         ("stylegan_edge.training.official", ["OfficialPickleError"]),
         ("stylegan_edge.calibration.errors", ["CalibrationError"]),
-        ("stylegan_edge.runtime.demo.sources", ["SourceError"]),
+        ("stylegan_edge.runtime.demo.errors", ["DemoError"]),
     ):
         mod = sys.modules.get(module)
         if mod is not None:

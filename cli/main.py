@@ -50,3 +50,6 @@ def _register_optional() -> None:
 
 
 _register_optional()
+
+if __name__ == "__main__":  # `torchrun -m stylegan_edge.cli.main train ...`
+    app()

@@ -28,6 +28,7 @@ def train(
     snapshot_kimg: Annotated[float, typer.Option(help="Sample grid + checkpoint every N kimg.")] = 5.0,
     metrics_kimg: Annotated[float, typer.Option(help="SWD every N kimg (0: off).")] = 10.0,
     metric_images: Annotated[int, typer.Option(help="Images per SWD evaluation.")] = 1024,
+    fid_model: Annotated[Path | None, typer.Option(help="Also compute FID with this local ONNX Inception feature extractor.")] = None,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -52,7 +53,8 @@ def train(
     cfg = TrainConfig(
         data=data, out=str(out), kimg=kimg, batch=batch, g_lr=g_lr, d_lr=d_lr, r1_gamma=r1_gamma,
         r1_interval=r1_interval, mixing_prob=mixing, ema_kimg=ema_kimg, xflip=xflip, seed=seed,
-        snapshot_kimg=snapshot_kimg, metrics_kimg=metrics_kimg, metric_images=metric_images, workers=workers,
+        snapshot_kimg=snapshot_kimg, metrics_kimg=metrics_kimg, metric_images=metric_images,
+        fid_model=str(fid_model) if fid_model else None, workers=workers,
         device=device,
     )
     bar = tqdm(total=round(kimg * 1000), unit="img", unit_scale=True, desc="training", dynamic_ncols=True)

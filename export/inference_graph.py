@@ -19,6 +19,8 @@ Equal to the training graph within float rounding (tests check 1e-5).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from stylegan_edge.training.networks import (
@@ -52,6 +54,25 @@ def subpixel_kernel(weight: torch.Tensor) -> torch.Tensor:
     return w.reshape(4 * o, i, 2, 2)
 
 
+# The same taps placed in a 3x3 window centred on the input pixel (no shift, so no crop):
+# phase 0 sees rows (i-1, i), phase 1 rows (i, i+1).
+_PHASE_TAPS_3 = torch.tensor(
+    [
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+    ]
+)
+
+
+def subpixel_kernel3(weight: torch.Tensor) -> torch.Tensor:
+    """Nearest-upsample + 3x3 conv weight [O, I, 3, 3] -> sub-pixel weight [4*O, I, 3, 3] that
+    needs no crop (5 of each phase's 9 taps are zero)."""
+    m = _PHASE_TAPS_3.to(weight)
+    w = torch.einsum("aus,bvt,oist->oabiuv", m, m, weight)
+    o, i = weight.shape[:2]
+    return w.reshape(4 * o, i, 3, 3)
+
+
 def upconv_as_nearest_kernel(conv: UpConv2d) -> torch.Tensor:
     """The nearest-upsample 3x3 kernel equal to an UpConv2d: the fused transposed convolution
     equals nearest upsampling + 3x3 convolution with the kernel rotated by 180 degrees."""
@@ -59,17 +80,42 @@ def upconv_as_nearest_kernel(conv: UpConv2d) -> torch.Tensor:
     return w.flip(2, 3) if conv.fused else w
 
 
+UPSAMPLE_FORMS = ("subpixel", "subpixel3", "nearest")
+NOISE_FORMS = ("mul", "conv")
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """How the inference graph spells the operations whose fastest form depends on the engine.
+
+    upsample: 'subpixel' (2x2 convolution to 4x channels, DepthToSpace, crop), 'subpixel3'
+    (3x3 phases, no crop, 2.25x the multiply-adds) or 'nearest' (Resize + 3x3 convolution).
+    noise: 'mul' (noise * strength, added) or 'conv' (a 1x1 convolution of the noise image,
+    added), which lets onnxruntime fuse the sum and the activation into the convolution.
+    """
+
+    upsample: str = "subpixel"
+    noise: str = "mul"
+
+    def __post_init__(self) -> None:
+        if self.upsample not in UPSAMPLE_FORMS or self.noise not in NOISE_FORMS:
+            raise ValueError(f"graph options: upsample in {UPSAMPLE_FORMS}, noise in {NOISE_FORMS}; got {self}")
+
+
 class InferenceLayer(nn.Module):
     """One style layer with folded constants; see the module docstring."""
 
-    def __init__(self, layer: SynthesisLayer, w_dim: int) -> None:
+    def __init__(self, layer: SynthesisLayer, w_dim: int, options: GraphOptions = GraphOptions()) -> None:
         super().__init__()
         ep = layer.epilogue
         c = ep.bias.shape[0]
+        self.options = options
         self.kind = "const" if layer.conv is None else ("up" if isinstance(layer.conv, UpConv2d) else "conv")
         bias = ep.bias.detach().clone()
         if self.kind == "up":
-            self.register_buffer("weight", subpixel_kernel(upconv_as_nearest_kernel(layer.conv)))
+            nearest = upconv_as_nearest_kernel(layer.conv)
+            weight = {"subpixel": subpixel_kernel, "subpixel3": subpixel_kernel3, "nearest": lambda k: k}
+            self.register_buffer("weight", weight[options.upsample](nearest).contiguous())
             self.register_buffer("blur", layer.blur.kernel.detach().clone())
             self.register_buffer("bias", bias)
         elif self.kind == "conv":
@@ -78,7 +124,8 @@ class InferenceLayer(nn.Module):
             self.register_buffer("bias", bias)
         self.use_noise = ep.use_noise
         if ep.use_noise:
-            self.register_buffer("noise_strength", ep.noise_strength.detach().view(1, c, 1, 1).clone())
+            shape = (c, 1, 1, 1) if options.noise == "conv" else (1, c, 1, 1)
+            self.register_buffer("noise_strength", ep.noise_strength.detach().view(shape).clone())
         style_w = ep.style.weight.detach() * ep.style.weight_gain
         style_b = ep.style.bias.detach() * ep.style.bias_gain
         self.register_buffer("scale_w", style_w[:c].clone())
@@ -90,10 +137,19 @@ class InferenceLayer(nn.Module):
         if self.kind == "conv":
             x = F.conv2d(x, self.weight, self.bias, padding=1)
         elif self.kind == "up":
-            x = F.pixel_shuffle(F.conv2d(x, self.weight, padding=1), 2)[:, :, 1:-1, 1:-1]
+            form = self.options.upsample
+            if form == "subpixel":
+                x = F.pixel_shuffle(F.conv2d(x, self.weight, padding=1), 2)[:, :, 1:-1, 1:-1]
+            elif form == "subpixel3":
+                x = F.pixel_shuffle(F.conv2d(x, self.weight, padding=1), 2)
+            else:
+                x = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), self.weight, padding=1)
             x = F.conv2d(x, self.blur, self.bias, padding=1, groups=x.shape[1])
         if self.use_noise and noise is not None:
-            x = x + noise * self.noise_strength
+            if self.options.noise == "conv":
+                x = x + F.conv2d(noise, self.noise_strength)
+            else:
+                x = x + noise * self.noise_strength
         x = F.instance_norm(F.leaky_relu(x, LRELU_SLOPE), eps=1e-8)
         scale = F.linear(w, self.scale_w, self.scale_b)
         shift = F.linear(w, self.shift_w, self.shift_b)
@@ -103,7 +159,7 @@ class InferenceLayer(nn.Module):
 class InferenceSynthesis(nn.Module):
     """Synthesis with one input per style layer and per noise image: `forward(*w, *noise)`."""
 
-    def __init__(self, syn: SynthesisNetwork) -> None:
+    def __init__(self, syn: SynthesisNetwork, options: GraphOptions = GraphOptions()) -> None:
         super().__init__()
         cfg = syn.cfg
         self.num_layers = syn.num_layers
@@ -115,7 +171,7 @@ class InferenceSynthesis(nn.Module):
         else:
             self.input_dense = syn.input_dense
             self.register_buffer("first_bias", first_bias.clone())
-        self.layers = nn.ModuleList(InferenceLayer(layer, cfg.w_dim) for layer in syn.layers)
+        self.layers = nn.ModuleList(InferenceLayer(layer, cfg.w_dim, options) for layer in syn.layers)
         self.register_buffer("rgb_weight", syn.to_rgb.scaled_weight().detach().clone())
         self.register_buffer("rgb_bias", syn.rgb_bias.detach().clone())
 
@@ -165,9 +221,10 @@ class InferenceMapping(nn.Module):
 GRAPH_FORMS = ("inference", "reference")
 
 
-def synthesis_module(syn: SynthesisNetwork, form: str = "inference") -> nn.Module:
+def synthesis_module(syn: SynthesisNetwork, form: str = "inference", options: GraphOptions = GraphOptions(),
+                     ) -> nn.Module:
     if form == "inference":
-        return InferenceSynthesis(syn).eval()
+        return InferenceSynthesis(syn, options).eval()
     if form == "reference":
         return ReferenceSynthesis(syn).eval()
     raise ValueError(f"graph form must be one of {GRAPH_FORMS}, got {form!r}")

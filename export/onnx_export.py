@@ -9,6 +9,7 @@ half-written bundle never appears under the final name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from stylegan_edge.training.config import ModelConfig
 from stylegan_edge.training.flops import model_gflops
 from stylegan_edge.training.networks import Generator
 
-from .inference_graph import InferenceMapping, synthesis_module
+from .inference_graph import GraphOptions, InferenceMapping, synthesis_module
 
 # Operators a bundle may contain: standard ONNX only, nothing random, no runtime-computed
 # convolution weights. Export fails if the graph strays outside this set.
@@ -53,6 +54,7 @@ class ExportError(RuntimeError):
 class ExportConfig:
     opset: int = 18
     graph: str = "inference"  # "inference": sub-pixel upsampling, folded constants; "reference": as trained
+    options: GraphOptions = GraphOptions()  # spelling of the inference graph, chosen by measurement
     verify_batch: int = 2
     tolerance: float = 1e-4  # max abs error of ONNX vs PyTorch at export time
 
@@ -179,6 +181,7 @@ def build_meta(G: Generator, cfg: ExportConfig, source: dict[str, Any], ops: dic
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "opset": cfg.opset,
         "graph_form": cfg.graph,
+        "graph_options": dataclasses.asdict(cfg.options) if cfg.graph == "inference" else None,
         "operators": ops,
         "export_max_abs_error": errors,
         "source": source,
@@ -196,6 +199,8 @@ def export_bundle(
     out = Path(out)
     if out.exists() and not (out / "meta.json").is_file():
         raise ExportError(f"{out} exists and is not a bundle; refusing to replace it")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ExportError(f"cannot write to {out.parent}: it is a file, not a folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -213,7 +218,7 @@ def export_bundle(
 
         t0 = time.perf_counter()
         names, tensors = _synthesis_inputs(mc, cfg.verify_batch, gen)
-        synthesis = synthesis_module(G.synthesis, cfg.graph)
+        synthesis = synthesis_module(G.synthesis, cfg.graph, cfg.options)
         _export_module(synthesis, tuple(tensors), names, "image", tmp / "synthesis.onnx", cfg.opset)
         log(f"synthesis.onnx: exported in {time.perf_counter() - t0:.1f}s ({cfg.graph} graph)")
 

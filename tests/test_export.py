@@ -142,10 +142,11 @@ def test_export_is_exact_at_256_px_on_the_edge_preset(tmp_path):
 def test_a_failed_export_leaves_no_bundle_and_no_temporary(tmp_path, monkeypatch):
     import stylegan_edge.export.onnx_export as ex
 
-    def broken(path):
+    def broken(module, args, names, output, path, opset):
+        path.write_bytes(b"half an onnx file")
         raise ExportError("simulated failure")
 
-    monkeypatch.setattr(ex, "_check_onnx", broken)
+    monkeypatch.setattr(ex, "_export_module", broken)
     with pytest.raises(ExportError):
         export_bundle(randomized_generator(TINY), tmp_path / "x.sgbundle")
     assert list(tmp_path.iterdir()) == []

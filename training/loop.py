@@ -63,6 +63,7 @@ class TrainConfig:
     snapshot_kimg: float = 5.0  # sample grid and checkpoint interval
     metrics_kimg: float = 10.0  # SWD interval (0: off)
     metric_images: int = 1024
+    fid_model: str | None = None  # an ONNX Inception feature extractor (see metrics/fid.py)
     grid_size: int = 64
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     workers: int = 2
@@ -284,6 +285,9 @@ class _Batches:
             loader = torch.utils.data.DataLoader(
                 torch.utils.data.Subset(self.dataset, mine.flatten().tolist()), batch_size=self.batch,
                 num_workers=self.workers, persistent_workers=False, shuffle=False,
+                # Its own generator: creating a loader must not draw from the global stream,
+                # or a resumed run would see different noise than an uninterrupted one.
+                generator=torch.Generator().manual_seed(self.seed + self.epoch),
             )
             for images in loader:
                 self.pos += self.batch * self.dist.world_size
@@ -301,6 +305,8 @@ def train(
     callback = callback or (lambda e: None)
     out = Path(cfg.out)
     dist = dist_utils.init_from_env(resolve_device(cfg.device))
+    if not dist.is_main:  # one progress bar and one log per run, from rank 0
+        callback = lambda e: None  # noqa: E731
     ckpt = out / CHECKPOINT
     if resume:
         if not ckpt.is_file():
@@ -323,11 +329,15 @@ def train(
     batches = iter(sampler)
 
     grid_z = _grid_latents(cfg, mc.z_dim)
-    swd_ref = None
+    swd_ref = fid_ref = None
     if cfg.metrics_kimg > 0 and dist.is_main:
         idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed + 1))[: cfg.metric_images]
         reals = np.stack([dataset[int(i)].permute(1, 2, 0).numpy() for i in idx])
         swd_ref = SWDReference(reals, seed=cfg.seed)
+        if cfg.fid_model:
+            from .metrics.fid import FIDReference
+
+            fid_ref = FIDReference(cfg.fid_model, reals, cache_path=out / "fid_reals.npz")
         if not resume:
             from stylegan_edge.runtime.images import save_grid
 
@@ -349,7 +359,10 @@ def train(
             return
         t0 = time.perf_counter()
         z = torch.randn(cfg.metric_images, mc.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 3))
-        result = swd_ref.distance(generate_images(trainer.G_ema, z))
+        fakes = generate_images(trainer.G_ema, z)
+        result = swd_ref.distance(fakes)
+        if fid_ref is not None:
+            result["fid"] = fid_ref.distance(fakes)
         record = {"kimg": round(trainer.cur_nimg / 1000, 3), "seconds": round(trainer.elapsed, 1),
                   **{k: round(float(v), 4) for k, v in result.items()},
                   "metric_time": round(time.perf_counter() - t0, 2)}

@@ -1,0 +1,160 @@
+"""The exporter's entry point: `prepare_precisions(bundle, ["fp16", "int8"])`.
+
+For FP16: calibration data, the per-layer analysis, `precision_plan.json`, then the converter
+writes `synthesis.fp16.onnx`. For INT8: calibration data, per-layer sensitivity and the
+speed/fidelity trade-off, then `synthesis.int8.onnx`. Calibration data is drawn once and cached
+in the bundle as `calib.npz` (reused while its settings and the mapping network are unchanged).
+Each step is logged with its time; the final fidelity of each file is measured on samples the
+calibration never saw. The reduced-precision files carry their own measurements in their ONNX
+metadata (`stylegan_edge.precision`), so a bundle explains itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+from stylegan_edge.runtime.bundle import open_bundle
+
+from . import metrics
+from .data import CALIB_FILE, ORIGIN_CLI, CalibrationData, CalibrationSettings, make_calibration_data, sha256_file
+from .errors import CalibrationError
+from .fp16_analysis import Fp16Thresholds, analyse_fp16
+from .fp16_convert import convert_fp16
+from .fp16_emulation import emulate_fp16
+from .graph import load_model, run_images, save_model, session
+from .int8 import Int8Settings, make_int8
+
+REDUCED = ("fp16", "int8")
+METADATA_KEY = "stylegan_edge.precision"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+    fp16: Fp16Thresholds = field(default_factory=Fp16Thresholds)
+    int8: Int8Settings = field(default_factory=Int8Settings)
+    holdout_samples: int = 16  # fidelity of the written files, on latents calibration never drew
+    cache: bool = True
+
+
+def calibration_data(bundle_dir: Path, settings: CalibrationSettings, cache: bool = True,
+                     log: Callable[[str], None] | None = None) -> CalibrationData:
+    """The bundle's calib.npz when it was drawn from this mapping network, either by
+    `stylegan calibrate` (the user's deployment settings win over the defaults) or with these
+    settings; otherwise fresh data, cached there."""
+    log = log or (lambda msg: None)
+    path = bundle_dir / CALIB_FILE
+    if cache and path.is_file():
+        try:
+            cached = CalibrationData.load(path)
+        except CalibrationError:
+            cached = None
+        if cached is not None and _reusable(cached, bundle_dir, settings):
+            log(f"calibration data: {len(cached)} samples from {path.name} ({_describe(cached)}, cached)")
+            return cached
+    t0 = time.perf_counter()
+    data = make_calibration_data(bundle_dir, settings)
+    log(f"calibration data: {len(data)} samples ({_describe(data)}) in {time.perf_counter() - t0:.1f}s")
+    if cache:
+        data.save(path)
+    return data
+
+
+def _reusable(cached: CalibrationData, bundle_dir: Path, settings: CalibrationSettings) -> bool:
+    s = cached.settings
+    if s.get("mapping_sha256") != sha256_file(bundle_dir / "mapping.onnx"):
+        return False
+    return s.get("origin") == ORIGIN_CLI or s.get("requested") == asdict(settings)
+
+
+def _describe(data: CalibrationData) -> str:
+    s = data.settings
+    return f"psi {s['psi']}, cutoff {s['cutoff']}, mixing {s['mixing']}, noise {s['noise']}, seed {s['seed']}"
+
+
+def prepare_precisions(
+    bundle_path: str | Path, precisions: list[str], samples: int = 64, log: Callable[[str], None] | None = None,
+    settings: PipelineSettings | None = None,
+) -> list[Path]:
+    """Write the reduced-precision ONNX files (and the precision plan) into a bundle."""
+    log = log or (lambda msg: None)
+    unknown = [p for p in precisions if p not in REDUCED and p != "fp32"]
+    if unknown:
+        raise CalibrationError(f"unknown precision {unknown[0]!r}; calibration makes {', '.join(REDUCED)}")
+    wanted = [p for p in REDUCED if p in precisions]
+    settings = settings or PipelineSettings()
+    settings = replace(settings, calibration=replace(settings.calibration, samples=samples))
+    b = open_bundle(bundle_path)
+    if not wanted:
+        return []
+    written: list[Path] = []
+    data = calibration_data(b.path, settings.calibration, settings.cache, log)
+    if settings.cache:
+        written.append(b.path / CALIB_FILE)
+    holdout = make_calibration_data(b, replace(settings.calibration, samples=settings.holdout_samples,
+                                               seed=settings.calibration.seed + 1_000_003))
+    src = b.onnx_path("synthesis")
+    reference = run_images(session(src), holdout)
+
+    if "fp16" in wanted:
+        t0 = time.perf_counter()
+        plan = analyse_fp16(b, data, settings.fp16, log)
+        written.append(plan.write(b.path))
+        fp32_layers = plan.fp32_layers
+        log(f"precision_plan.json: {len(fp32_layers)} of {len(plan.layers)} layers FP32"
+            f"{' (' + ', '.join(fp32_layers) + ')' if fp32_layers else ''}, {len(plan.fp32_nodes)} FP32 nodes "
+            f"(the instance norms included), in {time.perf_counter() - t0:.1f}s")
+        t0 = time.perf_counter()
+        model = convert_fp16(load_model(src), plan.fp32_nodes)
+        psnr = metrics.psnr(run_images(session(emulate_fp16(model)), holdout), reference)
+        _check_runs(model, holdout)
+        _annotate(model, {"precision": "fp16", "converter": "onnxconverter-common float16",
+                          "plan": "precision_plan.json", "source_sha256": plan.source_sha256,
+                          **_figures(psnr, len(holdout))})
+        written.append(save_model(model, b.path / "synthesis.fp16.onnx"))
+        log(f"synthesis.fp16.onnx: converted in {time.perf_counter() - t0:.1f}s; PSNR vs FP32 (emulated FP16, "
+            f"{len(holdout)} held-out samples) {psnr.mean():.1f} dB mean, {psnr.min():.1f} dB worst")
+
+    if "int8" in wanted:
+        t0 = time.perf_counter()
+        result = make_int8(b.path, data, settings.int8, log)
+        model = load_model(result.path)
+        psnr = metrics.psnr(run_images(session(model), holdout), reference)
+        c = result.chosen
+        _annotate(model, {"precision": "int8", "quantizer": "onnxruntime quantize_static (QDQ, symmetric QInt8, "
+                          "per-channel weights)", "fp32_layers": c.excluded, "source_sha256": sha256_file(src),
+                          "speedup_vs_fp32_ort_cpu": round(c.speedup, 3), "met_target": result.met_target,
+                          "tradeoff": result.to_dict()["tradeoff"], **_figures(psnr, len(holdout))})
+        written.append(save_model(model, result.path))
+        verdict = "" if result.met_target else f" (target {settings.int8.target_psnr_db:g} dB not reached by any set)"
+        log(f"synthesis.int8.onnx: {len(c.excluded)} layers kept FP32, {c.speedup:.2f}x FP32 speed on onnxruntime "
+            f"CPU; PSNR vs FP32 ({len(holdout)} held-out samples) {psnr.mean():.1f} dB mean, {psnr.min():.1f} dB "
+            f"worst{verdict}; {time.perf_counter() - t0:.1f}s")
+    return written
+
+
+def _figures(psnr: np.ndarray, n: int) -> dict[str, float | int]:
+    return {"psnr_db_mean_vs_fp32": round(float(psnr.mean()), 2), "psnr_db_worst_vs_fp32": round(float(psnr.min()), 2),
+            "holdout_samples": n}
+
+
+def _annotate(model: onnx.ModelProto, info: dict) -> None:
+    for prop in list(model.metadata_props):
+        if prop.key == METADATA_KEY:
+            model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(info)
+
+
+def _check_runs(model: onnx.ModelProto, data: CalibrationData) -> None:
+    """The file as shipped must load and run on onnxruntime's CPU provider."""
+    out = run_images(session(model), data, limit=1)
+    if not np.isfinite(out).all():
+        raise CalibrationError("synthesis.fp16.onnx produces non-finite values on onnxruntime's CPU provider")

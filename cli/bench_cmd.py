@@ -1,0 +1,185 @@
+"""`stylegan bench`: every backend and precision this machine has, side by side in one run."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .common import fail, is_bundle, one_line_errors
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _torch_rows(G: Any, names: list[str], feeds: dict, batch: int, gflop: float, warmup: int, iters: int,
+                min_seconds: float, compiled: bool) -> Any:
+    import torch
+    from stylegan_edge.export.inference_graph import ReferenceSynthesis
+    from stylegan_edge.runtime.benchmark import make_row, time_calls
+
+    module = ReferenceSynthesis(G.synthesis).eval()
+    args = [torch.from_numpy(feeds[n].copy()) for n in names]
+    setup = None
+    fn = module
+    if compiled:
+        fn = torch.compile(module)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            fn(*args)
+        setup = time.perf_counter() - t0
+
+    def call() -> None:
+        with torch.inference_mode():
+            fn(*args)
+
+    times = time_calls(call, warmup, iters, min_seconds)
+    notes = f"{torch.get_num_threads()} threads"
+    return make_row("torch.compile" if compiled else "torch", "fp32", batch, "cpu", times, gflop, setup, notes)
+
+
+@one_line_errors
+def bench(
+    model: Annotated[str, typer.Argument(help="A checkpoint, a preset name (random weights), or a bundle (with --checkpoint for the PyTorch rows).")],
+    backends: Annotated[str, typer.Option(help="Comma list of torch, torch.compile, onnxruntime, tensorrt.")] = "torch,torch.compile,onnxruntime",
+    precisions: Annotated[str, typer.Option(help="Comma list of fp32, fp16, int8 (for onnxruntime and tensorrt).")] = "fp32",
+    batch: Annotated[str, typer.Option(help="Comma list of batch sizes.")] = "1,4",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Bundle of MODEL to use (default: export one into a temporary folder).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint of a bundle MODEL, for the PyTorch rows.")] = None,
+    iters: Annotated[int, typer.Option(help="Timed calls per row (at least).")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed calls before each row.")] = 3,
+    min_seconds: Annotated[float, typer.Option(help="Keep timing a row until this many seconds have passed.")] = 2.0,
+    tune_allocator: Annotated[bool, typer.Option(help="glibc mallopt so PyTorch eager does not re-map large blocks.")] = True,
+    overhead: Annotated[bool, typer.Option(help="Also measure the runtime's share of a generate() call.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for a preset's random weights.")] = 0,
+) -> None:
+    """Latency (median, p95), images/s, GFLOP/s and its share of the measured matmul rate, per backend, precision and batch; PyTorch eager FP32 is the baseline."""
+    from stylegan_edge.runtime.benchmark import (
+        Report,
+        finish,
+        machine_info,
+        make_row,
+        markdown_table,
+        measure_synthesis,
+        numpy_matmul_gflops,
+        runtime_overhead,
+        synthesis_feeds,
+        tune_glibc_allocator,
+    )
+    from stylegan_edge.runtime.generator import Generator
+
+    wanted, precs = _split(backends), _split(precisions)
+    batches = [int(b) for b in _split(batch)]
+    unknown = set(wanted) - {"torch", "torch.compile", "onnxruntime", "tensorrt"}
+    if unknown:
+        raise fail(f"unknown backend(s) {', '.join(sorted(unknown))}; choose torch, torch.compile, onnxruntime, tensorrt")
+    settings: dict[str, Any] = {"allocator": tune_glibc_allocator() if tune_allocator else "unchanged"}
+    torch_wanted = any(b.startswith("torch") for b in wanted)
+
+    G = None
+    tmp = None
+    if is_bundle(model):
+        bundle = Path(model)
+        if torch_wanted:
+            if checkpoint is None:
+                raise fail("the PyTorch rows need the bundle's checkpoint: add --checkpoint FILE (or give the checkpoint as MODEL)")
+            from stylegan_edge.training.checkpoint import load_generator
+
+            G = load_generator(checkpoint)
+    else:
+        import torch
+        from stylegan_edge.training.checkpoint import load_generator
+        from stylegan_edge.training.config import get_preset
+        from stylegan_edge.training.networks import Generator as TorchGenerator
+
+        if Path(model).is_file():
+            G = load_generator(model)
+        else:
+            torch.manual_seed(seed)
+            G = TorchGenerator(get_preset(model)).eval().requires_grad_(False)
+        if bundle is None or not (bundle / "meta.json").is_file():
+            from stylegan_edge.export.onnx_export import export_bundle
+
+            if bundle is None:
+                tmp = tempfile.TemporaryDirectory(prefix="stylegan-bench-")
+                bundle = Path(tmp.name) / "model.sgbundle"
+            typer.echo(f"exporting {model} to {bundle} ...")
+            export_bundle(G, bundle)
+
+    reduced = [p for p in precs if p != "fp32"]
+    if reduced and "onnxruntime" in wanted:
+        from stylegan_edge.runtime.bundle import open_bundle
+
+        missing = [p for p in reduced if p not in open_bundle(bundle).precisions()]
+        if missing:
+            from stylegan_edge.calibration.pipeline import prepare_precisions
+
+            typer.echo(f"making {', '.join(missing)} ONNX (calibration) ...")
+            prepare_precisions(bundle, missing, log=lambda m: typer.echo(f"  {m}"))
+
+    g = Generator(bundle, backend="onnxruntime", device="cpu")
+    gflop = float(g.meta.raw["gflop_per_image"]["synthesis"])
+    matmul = numpy_matmul_gflops()
+    settings["matmul"] = f"numpy {matmul:.0f} GFLOP/s"
+    if torch_wanted:
+        import torch
+        from stylegan_edge.runtime.benchmark import time_calls
+
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        t = float(time_calls(lambda: torch.mm(a, b), 2, 5, 1.0).mean())
+        torch_mm = 2 * 1024**3 / t / 1e9
+        settings["matmul"] += f", torch {torch_mm:.0f} GFLOP/s"
+        matmul = max(matmul, torch_mm)
+        settings["torch_threads"] = torch.get_num_threads()
+    report = Report(machine=machine_info(), matmul_gflops=matmul, settings=settings)
+    report.machine["model"] = str(model)
+    report.machine["resolution"] = g.resolution
+
+    names = g.meta.synthesis_inputs
+    for n in batches:
+        feeds, noise = synthesis_feeds(g, n)
+        all_feeds = {**feeds, **noise}
+        for backend in wanted:
+            if backend in ("torch", "torch.compile"):
+                typer.echo(f"timing {backend} fp32 batch {n} ...")
+                report.rows.append(_torch_rows(G, names, all_feeds, n, gflop, warmup, iters, min_seconds,
+                                               backend == "torch.compile"))
+                continue
+            for prec in precs:
+                try:
+                    t0 = time.perf_counter()
+                    eng = Generator(bundle, backend=backend, precision=prec, device="cpu") \
+                        if backend == "onnxruntime" else Generator(bundle, backend=backend, precision=prec)
+                    setup = time.perf_counter() - t0
+                except Exception as e:  # a missing engine or library skips its row, with the reason
+                    typer.echo(f"skipping {backend} {prec}: {str(e).splitlines()[0]}")
+                    continue
+                typer.echo(f"timing {backend} {prec} batch {n} ...")
+                times = measure_synthesis(eng.synthesis, feeds, noise, warmup, iters, min_seconds)
+                desc = eng.synthesis.describe()
+                report.rows.append(make_row(backend, prec, n, desc.get("device", "?"), times, gflop, setup,
+                                            desc.get("providers", "")))
+                eng.close()
+    if overhead:
+        report.overhead = runtime_overhead(g, batch=1, warmup=warmup, iters=iters, min_seconds=min_seconds)
+    finish(report)
+    typer.echo("")
+    typer.echo(f"{report.machine['processor']}, {report.machine['cpu_count']} CPUs; {g.resolution} px; "
+               f"synthesis {gflop:.2f} GFLOP/image; matmul {settings['matmul']}; allocator: {settings['allocator']}")
+    typer.echo(markdown_table(report))
+    if report.overhead:
+        o = report.overhead
+        typer.echo(f"\nruntime overhead of generate() at batch 1: {100 * o['overhead_share']:.1f}% "
+                   f"({o['overhead_ms']:.2f} ms of {o['generate_ms']:.1f} ms)")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")
+    if tmp is not None:
+        tmp.cleanup()

@@ -1,0 +1,187 @@
+"""Timing harness for `stylegan bench`: latency statistics, throughput, achieved GFLOP/s against
+the machine's measured matrix-multiply rate, and the runtime's own overhead.
+
+Torch-free (a Jetson benchmarks its TensorRT and onnxruntime rows without PyTorch); the PyTorch
+rows plug in through the same `Backend` protocol.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backends.base import Backend
+from .generator import Generator
+
+
+@dataclass
+class Row:
+    backend: str
+    precision: str
+    batch: int
+    device: str
+    median_ms: float
+    p95_ms: float
+    images_per_s: float
+    gflop_per_image: float
+    gflops: float
+    share_of_matmul: float | None = None
+    speedup: float | None = None
+    setup_s: float | None = None  # compile/build/session time, reported apart from run time
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    matmul_gflops: float | None
+    rows: list[Row] = field(default_factory=list)
+    overhead: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"machine": self.machine, "matmul_gflops": self.matmul_gflops, "rows": [r.to_dict() for r in self.rows],
+                "overhead": self.overhead, "settings": self.settings}
+
+
+def time_calls(fn: Callable[[], Any], warmup: int, iters: int, min_seconds: float = 0.0) -> np.ndarray:
+    """Wall-clock seconds of `iters` calls after `warmup` untimed ones (more calls if they all
+    finish before `min_seconds`, so fast rows get stable statistics)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < iters or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 10 * iters:
+            break
+    return np.asarray(times)
+
+
+def synthesis_feeds(g: Generator, batch: int, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fresh random styles and noise for a synthesis call (never zeros)."""
+    rng = np.random.default_rng(seed)
+    ws = g.styles(z=rng.standard_normal((batch, g.z_dim), dtype=np.float32), psi=0.7)
+    feeds = {name: np.ascontiguousarray(ws[:, i]) for i, name in enumerate(g.meta.w_inputs)}
+    return feeds, g.noise(batch, "random", rng)
+
+
+def measure_synthesis(
+    backend: Backend, feeds: dict[str, np.ndarray], noise: dict[str, np.ndarray], warmup: int, iters: int,
+    min_seconds: float,
+) -> np.ndarray:
+    all_feeds = {**feeds, **noise}
+    return time_calls(lambda: backend.run(all_feeds), warmup, iters, min_seconds)
+
+
+def make_row(
+    backend: str, precision: str, batch: int, device: str, times: np.ndarray, gflop: float,
+    setup_s: float | None = None, notes: str = "",
+) -> Row:
+    med = float(np.median(times))
+    return Row(
+        backend=backend, precision=precision, batch=batch, device=device, median_ms=med * 1e3,
+        p95_ms=float(np.percentile(times, 95)) * 1e3, images_per_s=batch / med, gflop_per_image=gflop,
+        gflops=gflop * batch / med, setup_s=setup_s, notes=notes,
+    )
+
+
+def runtime_overhead(g: Generator, batch: int, warmup: int, iters: int, min_seconds: float = 0.0) -> dict[str, float]:
+    """Share of a `generate()` call spent outside the engines (seeds, truncation, noise, uint8).
+
+    The engines' own time is measured on the same inputs with the calls `generate()` makes,
+    so the difference is the runtime's work alone.
+    """
+    seeds = list(range(batch))
+    z = g.z_from_seeds(seeds)
+    ws = g.styles(seeds=seeds, psi=0.7)
+    feeds = {name: np.ascontiguousarray(ws[:, i]) for i, name in enumerate(g.meta.w_inputs)}
+    noise = g.noise(batch, "const")
+    t_gen = time_calls(lambda: g.generate(seeds=seeds, psi=0.7, noise="const", batch_size=batch), warmup, iters,
+                       min_seconds)
+    t_map = time_calls(lambda: g.mapping.run({"z": z}), warmup, iters, min_seconds)
+    t_syn = time_calls(lambda: g.synthesis.run({**feeds, **noise}), warmup, iters, min_seconds)
+    total, engine = float(np.median(t_gen)), float(np.median(t_map) + np.median(t_syn))
+    return {"batch": batch, "generate_ms": total * 1e3, "engines_ms": engine * 1e3,
+            "overhead_ms": (total - engine) * 1e3, "overhead_share": max(total - engine, 0.0) / total}
+
+
+def numpy_matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """FP32 GEMM rate of this machine through numpy's BLAS, all cores."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    times = time_calls(lambda: a @ b, warmup=2, iters=5, min_seconds=seconds)
+    return 2 * n**3 / float(np.median(times)) / 1e9
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpu_count": os.cpu_count(), "processor": _cpu_name()}
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = ort.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def tune_glibc_allocator() -> str:
+    """Stop glibc from returning and re-mapping large blocks between calls (mallopt), which
+    otherwise costs PyTorch eager about half its time at 1024 px. Returns what was set."""
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return "unchanged (not glibc)"
+    libc = ctypes.CDLL(name)
+    m_trim_threshold, m_mmap_max = -1, -4
+    ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    return "mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=1GiB" if ok else "mallopt failed; unchanged"
+
+
+def markdown_table(report: Report) -> str:
+    head = ("| backend | precision | batch | median ms | p95 ms | img/s | GFLOP/img | GFLOP/s | % of matmul | "
+            "speed-up vs torch | setup s |")
+    lines = [head, "|" + " --- |" * 11]
+    for r in report.rows:
+        share = f"{100 * r.share_of_matmul:.0f}%" if r.share_of_matmul is not None else "-"
+        speed = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
+        setup = f"{r.setup_s:.1f}" if r.setup_s is not None else "-"
+        lines.append(
+            f"| {r.backend} | {r.precision} | {r.batch} | {r.median_ms:.1f} | {r.p95_ms:.1f} | {r.images_per_s:.1f} | "
+            f"{r.gflop_per_image:.2f} | {r.gflops:.0f} | {share} | {speed} | {setup} |"
+        )
+    return "\n".join(lines)
+
+
+def finish(report: Report) -> Report:
+    """Fill in speed-ups against PyTorch eager FP32 at the same batch, and matmul shares."""
+    base = {r.batch: r.median_ms / r.batch for r in report.rows if r.backend == "torch" and r.precision == "fp32"}
+    for r in report.rows:
+        if r.batch in base:
+            r.speedup = base[r.batch] / (r.median_ms / r.batch)
+        if report.matmul_gflops and r.device == "cpu":
+            r.share_of_matmul = r.gflops / report.matmul_gflops
+    return report

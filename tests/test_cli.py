@@ -1,0 +1,113 @@
+"""The command line as a user runs it: outputs, files, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from stylegan_edge.cli.main import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_info_paper_reports_the_papers_parameter_count_as_json():
+    result = run("info", "paper", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    p = data["parameters"]
+    assert p["generator"] == 26_212_019 and round(p["generator"] / 1e6, 1) == 26.2
+    assert p["mapping"] + p["synthesis"] == p["generator"]
+    assert p["total"] == p["generator"] + p["discriminator"]
+    assert data["config"]["resolution"] == 1024 and data["num_style_layers"] == 18
+
+
+def test_info_reads_a_checkpoint(tiny_checkpoint):
+    result = run("info", tiny_checkpoint, "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["config"]["resolution"] == 32
+
+
+def test_info_on_an_unknown_preset_is_one_line():
+    _one_line_error(run("info", "nope"), "unknown preset 'nope'")
+
+
+def test_a_corrupt_checkpoint_is_one_line(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    _one_line_error(run("generate", bad, "--out", tmp_path / "o"), "not a readable safetensors checkpoint")
+    _one_line_error(run("export", bad, "--out", tmp_path / "b.sgbundle"), "bad.safetensors")
+
+
+def test_export_to_an_unwritable_folder_is_one_line(tiny_checkpoint, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    _one_line_error(run("export", tiny_checkpoint, "--out", blocker / "x.sgbundle"), "cannot write")
+
+
+def test_generate_writes_one_png_per_seed_and_a_grid(tiny_bundle, tmp_path):
+    result = run("generate", tiny_bundle, "--seeds", "0-2,7", "--out", tmp_path / "imgs", "--grid", tmp_path / "g.png")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "imgs").iterdir()) == [
+        "seed0000.png", "seed0001.png", "seed0002.png", "seed0007.png"]
+    assert Image.open(tmp_path / "g.png").size == (64, 64)
+    assert "onnxruntime" in result.output
+
+
+def test_bundle_and_checkpoint_give_the_same_images(tiny_bundle, tiny_checkpoint, tmp_path):
+    for name, model in (("rt", tiny_bundle), ("pt", tiny_checkpoint)):
+        assert run("generate", model, "--seeds", "3-5", "--psi", "0.6", "--out", tmp_path / name).exit_code == 0
+    for seed in (3, 4, 5):
+        a = np.asarray(Image.open(tmp_path / "rt" / f"seed{seed:04d}.png"), dtype=int)
+        b = np.asarray(Image.open(tmp_path / "pt" / f"seed{seed:04d}.png"), dtype=int)
+        assert np.abs(a - b).max() <= 1
+
+
+def test_a_checkpoint_cannot_run_on_onnxruntime_and_says_how_to_export(tiny_checkpoint, tmp_path):
+    _one_line_error(run("generate", tiny_checkpoint, "--backend", "onnxruntime", "--out", tmp_path), "stylegan-export")
+
+
+@pytest.mark.parametrize(
+    "args, size",
+    [
+        (("mix", "--rows", "1-2", "--cols", "3-5", "--styles", "middle"), (4 * 32, 3 * 32)),
+        (("noise", "--seed", "1", "--draws", "4"), (5 * 32, 32)),
+        (("truncation", "--seeds", "0-1", "--psi", "-1,0,1"), (3 * 32, 2 * 32)),
+    ],
+)
+def test_figures_have_the_papers_layout(tiny_bundle, tmp_path, args, size):
+    out = tmp_path / "fig.png"
+    result = run(args[0], tiny_bundle, *args[1:], "--out", out)
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == size
+
+
+def test_bad_seed_lists_are_one_line(tiny_bundle, tmp_path):
+    _one_line_error(run("generate", tiny_bundle, "--seeds", "5-2", "--out", tmp_path), "bad seed range")
+
+
+def test_bench_prints_a_table_with_the_torch_baseline(tiny_bundle, tiny_checkpoint, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run("bench", tiny_bundle, "--checkpoint", tiny_checkpoint, "--backends", "torch,onnxruntime",
+                 "--batch", "1,2", "--iters", "2", "--warmup", "1", "--min-seconds", "0", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "| torch | fp32 | 1 |" in result.output and "| onnxruntime | fp32 | 2 |" in result.output
+    report = json.loads(out.read_text())
+    rows = {(r["backend"], r["batch"]): r for r in report["rows"]}
+    assert rows[("torch", 1)]["speedup"] == pytest.approx(1.0)
+    assert rows[("onnxruntime", 2)]["gflops"] > 0 and rows[("onnxruntime", 2)]["share_of_matmul"] > 0
+    assert 0 <= report["overhead"]["overhead_share"] < 1
+    assert "mallopt" in report["settings"]["allocator"]

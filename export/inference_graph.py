@@ -95,7 +95,7 @@ class GraphOptions:
     """
 
     upsample: str = "subpixel"
-    noise: str = "mul"
+    noise: str = "conv"
 
     def __post_init__(self) -> None:
         if self.upsample not in UPSAMPLE_FORMS or self.noise not in NOISE_FORMS:
@@ -172,8 +172,10 @@ class InferenceSynthesis(nn.Module):
             self.input_dense = syn.input_dense
             self.register_buffer("first_bias", first_bias.clone())
         self.layers = nn.ModuleList(InferenceLayer(layer, cfg.w_dim, options) for layer in syn.layers)
-        self.register_buffer("rgb_weight", syn.to_rgb.scaled_weight().detach().clone())
-        self.register_buffer("rgb_bias", syn.rgb_bias.detach().clone())
+        # A module of its own, so its ONNX node is named `to_rgb/Conv`.
+        self.to_rgb = nn.Conv2d(syn.to_rgb.weight.shape[1], cfg.img_channels, 1).requires_grad_(False)
+        self.to_rgb.weight.copy_(syn.to_rgb.scaled_weight().detach())
+        self.to_rgb.bias.copy_(syn.rgb_bias.detach())
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         n = self.num_layers
@@ -184,7 +186,7 @@ class InferenceSynthesis(nn.Module):
             x = self.input_dense(ws[0]).view(ws[0].shape[0], -1, 4, 4) + self.first_bias
         for layer, w, nz in zip(self.layers, ws, noise):
             x = layer(x, w, nz)
-        return F.conv2d(x, self.rgb_weight, self.rgb_bias)
+        return self.to_rgb(x)
 
 
 class ReferenceSynthesis(nn.Module):

@@ -84,6 +84,7 @@ def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], name
         finally:
             logging.getLogger("torch").setLevel(previous)
     model = program.model_proto
+    merge_chained_slices(model)
     name_nodes_by_module(model)
     # The dynamo exporter names the batch axis after the first input it met; give it one name.
     for value in list(model.graph.input) + list(model.graph.output):
@@ -93,17 +94,63 @@ def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], name
     onnx.save(model, os.fspath(path))
 
 
+def merge_chained_slices(model: onnx.ModelProto) -> int:
+    """Fold Slice -> Slice on different axes (how `x[:, :, 1:-1, 1:-1]` exports) into one Slice:
+    the sub-pixel crop then copies the high-resolution map once instead of twice."""
+    g = model.graph
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
+    consumers: dict[str, int] = {}
+    for node in g.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+
+    def params(node: onnx.NodeProto) -> list[np.ndarray] | None:
+        if node.op_type != "Slice" or len(node.input) < 4 or not all(i in consts for i in node.input[1:]):
+            return None
+        starts, ends, axes = (consts[i] for i in node.input[1:4])
+        steps = consts[node.input[4]] if len(node.input) > 4 else np.ones_like(starts)
+        return [starts, ends, axes, steps]
+
+    producer = {o: n for n in g.node for o in n.output}
+    merged = 0
+    for node in list(g.node):
+        first = producer.get(node.input[0]) if node.op_type == "Slice" else None
+        p1, p2 = (params(first), params(node)) if first is not None else (None, None)
+        if p1 is None or p2 is None or consumers.get(first.output[0]) != 1 or set(p1[2]) & set(p2[2]):
+            continue
+        names = []
+        for key, a, b in zip(("starts", "ends", "axes", "steps"), p1, p2):
+            name = f"{node.output[0]}_{key}"
+            g.initializer.append(onnx.numpy_helper.from_array(np.concatenate([a, b]).astype(np.int64), name))
+            names.append(name)
+        node.ClearField("input")
+        node.input.extend([first.input[0], *names])
+        g.node.remove(first)
+        keep = [v for v in g.value_info if v.name != first.output[0]]
+        del g.value_info[:]
+        g.value_info.extend(keep)
+        merged += 1
+    return merged
+
+
 def name_nodes_by_module(model: onnx.ModelProto) -> None:
     """Name every node after the module it came from (`layers.5/InstanceNormalization`,
     `layers.5/Conv_1`), so precision plans, TensorRT layer names and profiles read as the model."""
     seen: dict[str, int] = {}
+    scope_of: dict[str, str] = {}  # tensor -> scope of the node that produced it
     for node in model.graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
+        raw = meta.get("pkg.torch.onnx.name_scopes")
         try:
-            scopes = [s for s in json.loads(meta.get("pkg.torch.onnx.name_scopes", "[]").replace("'", '"'))[1:-1] if s]
+            scopes = [s for s in json.loads(raw.replace("'", '"'))[1:-1] if s] if raw else []
         except json.JSONDecodeError:
             scopes = []
-        base = f"{scopes[-1] if scopes else 'graph'}/{node.op_type}"
+        if raw is not None:
+            scope = scopes[-1] if scopes else "graph"
+        else:  # written by a graph pass: it belongs where its input came from
+            scope = next((scope_of[i] for i in node.input if i in scope_of), "graph")
+        scope_of.update((o, scope) for o in node.output)
+        base = f"{scope}/{node.op_type}"
         k = seen.get(base, 0)
         seen[base] = k + 1
         node.name = base if k == 0 else f"{base}_{k}"

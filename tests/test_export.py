@@ -75,10 +75,20 @@ def test_graphs_use_only_standard_deterministic_operators_listed_in_meta(tiny_bu
 
 
 def test_synthesis_keeps_the_real_instance_norm_and_has_no_transposed_convolution(tiny_bundle):
-    ops = {n.op_type for n in onnx.load(str(tiny_bundle / "synthesis.onnx")).graph.node}
+    nodes = onnx.load(str(tiny_bundle / "synthesis.onnx")).graph.node
+    ops = {n.op_type for n in nodes}
     assert "InstanceNormalization" in ops
     assert {"ReduceMean", "ConvTranspose", "Resize"}.isdisjoint(ops)
-    assert "DepthToSpace" in ops
+    up_layers = TINY.log2_res - 2
+    # one DepthToSpace and one crop (a single Slice over both axes) per upsampling layer
+    assert [n.op_type for n in nodes].count("DepthToSpace") == up_layers
+    assert [n.op_type for n in nodes].count("Slice") == up_layers
+
+
+def test_nodes_are_named_after_the_layer_they_compute(tiny_bundle):
+    names = [n.name for n in onnx.load(str(tiny_bundle / "synthesis.onnx")).graph.node]
+    assert len(set(names)) == len(names)
+    assert "layers.5/InstanceNormalization" in names and "layers.2/DepthToSpace" in names
 
 
 def test_meta_describes_the_model(tiny_bundle, tiny_G):

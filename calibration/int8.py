@@ -135,10 +135,14 @@ def _quiet():
 
 
 def conv_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Convolutions per style layer (`layers.N`), and the toRGB convolution as `to_rgb`."""
+    """Convolutions per style layer (`layers.N`), and the toRGB convolution as `to_rgb`; not the
+    noise scaling."""
     groups: dict[str, list[str]] = {}
+    graph_inputs = {i.name for i in model.graph.input}
     for node in model.graph.node:
-        if node.op_type in QUANT_OPS:
+        # The 1x1 convolution that scales a noise input does a few multiply-adds per pixel:
+        # nothing to gain from INT8, and the noise image is not worth rounding to 8 bits.
+        if node.op_type in QUANT_OPS and node.input[0] not in graph_inputs:
             head = node.name.split("/")[0]
             groups.setdefault(head if head.startswith("layers.") else TO_RGB, []).append(node.name)
     if not groups:

@@ -57,6 +57,7 @@ def bench(
     min_seconds: Annotated[float, typer.Option(help="Keep timing a row until this many seconds have passed.")] = 2.0,
     tune_allocator: Annotated[bool, typer.Option(help="glibc mallopt so PyTorch eager does not re-map large blocks.")] = True,
     overhead: Annotated[bool, typer.Option(help="Also measure the runtime's share of a generate() call.")] = True,
+    ort_sweep: Annotated[bool, typer.Option(help="Also time onnxruntime session settings (threads, execution mode, arena).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for a preset's random weights.")] = 0,
 ) -> None:
     """Latency (median, p95), images/s, GFLOP/s and its share of the measured matmul rate, per backend, precision and batch; PyTorch eager FP32 is the baseline."""
@@ -168,6 +169,11 @@ def bench(
                 eng.close()
     if overhead:
         report.overhead = runtime_overhead(g, batch=1, warmup=warmup, iters=iters, min_seconds=min_seconds)
+    if ort_sweep:
+        from stylegan_edge.runtime.benchmark import sweep_session_settings
+
+        typer.echo("timing onnxruntime session settings ...")
+        report.settings["ort_sweep"] = sweep_session_settings(bundle, "fp32", batches[0], warmup, iters, min_seconds)
     finish(report)
     typer.echo("")
     typer.echo(f"{report.machine['processor']}, {report.machine['cpu_count']} CPUs; {g.resolution} px; "
@@ -177,6 +183,15 @@ def bench(
         o = report.overhead
         typer.echo(f"\nruntime overhead of generate() at batch 1: {100 * o['overhead_share']:.1f}% "
                    f"({o['overhead_ms']:.2f} ms of {o['generate_ms']:.1f} ms)")
+    if "ort_sweep" in report.settings:
+        from stylegan_edge.runtime.backends.onnxruntime import SessionSettings
+
+        d = SessionSettings()
+        typer.echo(f"\nonnxruntime session settings, fp32 batch {batches[0]} (default: threads "
+                   f"{d.threads or 'one per core'}, {'sequential' if d.sequential else 'parallel'}, arena {d.arena}):")
+        typer.echo("| threads | execution | arena | median ms |\n| --- | --- | --- | --- |")
+        for r in sorted(report.settings["ort_sweep"], key=lambda r: r["median_ms"]):
+            typer.echo(f"| {r['threads']} | {r['execution']} | {r['arena']} | {r['median_ms']:.1f} |")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend
+from .bundle import open_bundle
 from .generator import Generator
 
 
@@ -147,6 +148,29 @@ def runtime_overhead(g: Generator, batch: int, warmup: int, iters: int, min_seco
     share = (total - engine) / total
     return {"batch": batch, "generate_ms": float(np.median(total)) * 1e3, "engines_ms": float(np.median(engine)) * 1e3,
             "overhead_ms": float(np.median(total - engine)) * 1e3, "overhead_share": float(np.median(share))}
+
+
+def sweep_session_settings(
+    bundle: Any, precision: str, batch: int, warmup: int, iters: int, min_seconds: float,
+) -> list[dict[str, Any]]:
+    """onnxruntime CPU session settings (threads, execution mode, memory arena), each timed on
+    the same inputs; the fastest is what `SessionSettings()` should default to."""
+    import itertools
+
+    from .backends.onnxruntime import OnnxRuntimeBackend, SessionSettings
+
+    g = Generator(bundle, backend="onnxruntime", device="cpu")
+    feeds, noise = synthesis_feeds(g, batch)
+    cores = os.cpu_count() or 1
+    path = open_bundle(bundle).onnx_path("synthesis", precision)
+    rows = []
+    for threads, sequential, arena in itertools.product(sorted({1, cores}), (True, False), (True, False)):
+        s = SessionSettings(threads=threads, sequential=sequential, arena=arena, cache_optimized=False)
+        backend = OnnxRuntimeBackend(path, precision, "cpu", settings=s)
+        times = measure_synthesis(backend, feeds, noise, warmup, iters, min_seconds)
+        rows.append({"threads": threads, "execution": "sequential" if sequential else "parallel",
+                     "arena": arena, "median_ms": float(np.median(times)) * 1e3})
+    return rows
 
 
 def numpy_matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:

@@ -161,3 +161,17 @@ def test_onnx_inputs_that_disagree_with_meta_are_refused(tiny_bundle, tmp_path):
 def test_a_missing_precision_says_how_to_make_it(tiny_bundle):
     with pytest.raises(BundleError, match="stylegan-export BUNDLE --fp16"):
         Generator(tiny_bundle, precision="fp16")
+
+
+def test_onnxruntimes_optimised_graph_is_cached_and_gives_the_same_images(tiny_bundle, tmp_path):
+    b = _copy(tiny_bundle, tmp_path)
+    for cached in b.glob(".*.ort-*.onnx"):
+        cached.unlink()
+    first = Generator(b, backend="onnxruntime", device="cpu")
+    second = Generator(b, backend="onnxruntime", device="cpu")
+    assert first.synthesis.describe()["optimized_cache"] == "miss"
+    assert second.synthesis.describe()["optimized_cache"] == "hit"
+    ws = first.styles(seeds=[1, 2])
+    assert np.array_equal(first.synthesize_float(ws), second.synthesize_float(ws))
+    (b / "synthesis.onnx").touch()  # a changed source file invalidates the cache
+    assert Generator(b, backend="onnxruntime", device="cpu").synthesis.describe()["optimized_cache"] == "miss"

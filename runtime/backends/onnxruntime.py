@@ -3,6 +3,7 @@ execution providers where the installed onnxruntime has them."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ class SessionSettings:
     sequential: bool = True
     arena: bool = True
     optimization: str = "all"  # "all", "extended", "basic", "none"
+    # Keep onnxruntime's optimised graph beside the model (CPU only), so later loads skip the
+    # graph optimisation; keyed by the source file, onnxruntime version and CPU.
+    cache_optimized: bool = True
 
     def session_options(self):  # -> ort.SessionOptions
         import onnxruntime as ort
@@ -50,6 +54,21 @@ class SessionSettings:
         }[self.optimization]
         so.log_severity_level = 3  # warnings about unused initialisers etc. are noise for users
         return so
+
+
+def optimized_cache_path(model: Path, ort_version: str) -> Path:
+    """Where onnxruntime's optimised copy of `model` lives: its layout transformations depend on
+    the onnxruntime version and the CPU's instruction sets, and the copy is only valid for the
+    exact source file (size and modification time)."""
+    st = model.stat()
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pass
+    key = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:{ort_version}:{flags}".encode()).hexdigest()[:16]
+    return model.with_name(f".{model.stem}.ort-{key}.onnx")
 
 
 def available_devices() -> list[str]:
@@ -91,12 +110,35 @@ class OnnxRuntimeBackend(BaseBackend):
         self.settings = settings or SessionSettings()
         self.device = resolve_device(device) if providers is None else "custom"
         provs = list(providers) if providers is not None else DEVICE_PROVIDERS[self.device]
-        self.session = ort.InferenceSession(os.fspath(self.path), self.settings.session_options(), providers=provs)
+        self.cached = False
+        cache = optimized_cache_path(self.path, ort.__version__) \
+            if self.settings.cache_optimized and provs == ["CPUExecutionProvider"] else None
+        self.session = self._open(ort, cache, provs)
         self.providers = self.session.get_providers()
         if self.device == "custom":
             self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _open(self, ort, cache: Path | None, provs: list[str]):  # -> ort.InferenceSession
+        so = self.settings.session_options()
+        if cache is not None and cache.is_file():
+            cached = self.settings.session_options()
+            cached.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                session = ort.InferenceSession(os.fspath(cache), cached, providers=provs)
+                self.cached = True
+                return session
+            except Exception:  # a cache from an interrupted write or another build: rebuild it
+                cache.unlink(missing_ok=True)
+        if cache is not None and os.access(cache.parent, os.W_OK):
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            so.optimized_model_filepath = os.fspath(tmp)
+            session = ort.InferenceSession(os.fspath(self.path), so, providers=provs)
+            if tmp.is_file():
+                os.replace(tmp, cache)
+            return session
+        return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {k: feeds[k] for k in self.input_names})
@@ -106,4 +148,5 @@ class OnnxRuntimeBackend(BaseBackend):
         d = super().describe()
         d["providers"] = ",".join(p.replace("ExecutionProvider", "") for p in self.providers)
         d["threads"] = str(self.settings.threads or "auto")
+        d["optimized_cache"] = "hit" if self.cached else "miss"
         return d

@@ -41,16 +41,16 @@ def one_line_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _register_stage_errors()
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as e:
-            if os.environ.get("STYLEGAN_DEBUG"):
-                raise
-            raise fail(_one_line(e)) from None
         except KeyboardInterrupt:
             typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
+        except Exception as e:
+            _register_stage_errors()  # the stages the command imported on its way
+            if isinstance(e, USER_ERRORS) and not os.environ.get("STYLEGAN_DEBUG"):
+                raise fail(_one_line(e)) from None
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -109,7 +109,6 @@ def open_model(model: str | Path, backend: str = "auto", precision: str = "fp32"
         from stylegan_edge.export.torch_backend import torch_generator
     except ImportError as e:
         raise BackendUnavailable(f"running a checkpoint needs PyTorch ({e.name} is missing): pip install '.[train]'") from None
-    _register_stage_errors()
     torch_device = "cuda" if device == "cuda" else "cpu"
     return torch_generator(path, device=torch_device)
 

@@ -111,3 +111,13 @@ def test_bench_prints_a_table_with_the_torch_baseline(tiny_bundle, tiny_checkpoi
     assert rows[("onnxruntime", 2)]["gflops"] > 0 and rows[("onnxruntime", 2)]["share_of_matmul"] > 0
     assert 0 <= report["overhead"]["overhead_share"] < 1
     assert "mallopt" in report["settings"]["allocator"]
+
+
+def test_export_fp16_without_tensorrt_writes_the_onnx_then_says_where_to_build(tiny_bundle, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "b.sgbundle"
+    shutil.copytree(tiny_bundle, bundle)
+    result = run("export", bundle, "--fp16", "--calib-samples", "8")
+    assert (bundle / "synthesis.fp16.onnx").is_file() and (bundle / "precision_plan.json").is_file()
+    _one_line_error(result, "TensorRT is not installed", f"stylegan-export {bundle} --fp16")

@@ -11,9 +11,7 @@ onnxruntime's quantizer reads the same arrays through `SynthesisDataReader`.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 from stylegan_edge.runtime.backends import BaseBackend, open_backend
 from stylegan_edge.runtime.bundle import Bundle, open_bundle
+from stylegan_edge.runtime.files import atomic_path, sha256_file
 from stylegan_edge.runtime.generator import NOISE_MODES, Generator
 
 from .errors import CalibrationError
@@ -106,14 +105,12 @@ class CalibrationData:
     def save(self, path: str | Path) -> Path:
         """Write an .npz (arrays plus the settings as JSON); written beside and renamed into place."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
         header = {"format": CALIB_FORMAT, "version": CALIB_VERSION, "w_inputs": list(self.w_inputs),
                   "settings": self.settings}
         try:
-            np.savez(tmp, __header__=np.array(json.dumps(header)), ws=self.ws, **self.noise)
-            os.replace(tmp, path)
+            with atomic_path(path, suffix=".npz") as tmp:
+                np.savez(tmp, __header__=np.array(json.dumps(header)), ws=self.ws, **self.noise)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise CalibrationError(f"{path}: cannot write calibration data ({e.strerror or e})") from None
         return path
 
@@ -173,14 +170,6 @@ def make_calibration_data(
     resolved = {**asdict(settings), "psi": psi, "cutoff": cutoff, "mixed_samples": int((cut < L).sum()),
                 "requested": asdict(settings), "mapping_sha256": sha256_file(b.path / "mapping.onnx")}
     return CalibrationData(np.ascontiguousarray(ws, dtype=np.float32), noise, tuple(meta.w_inputs), resolved)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _mapping_generator(b: Bundle) -> Generator:

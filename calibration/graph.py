@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
+from stylegan_edge.runtime.files import atomic_path
 
 from .data import CalibrationData
 from .errors import CalibrationError
@@ -76,16 +77,13 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
     """Check and write a model, atomically (written beside, then renamed)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        onnx.save(model, os.fspath(tmp))
-        onnx.checker.check_model(os.fspath(tmp), full_check=True)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            onnx.save(model, os.fspath(tmp))
+            onnx.checker.check_model(os.fspath(tmp), full_check=True)
     except onnx.checker.ValidationError as e:
-        tmp.unlink(missing_ok=True)
         raise CalibrationError(f"{path.name} fails the ONNX checker: {str(e).splitlines()[0]}") from None
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise CalibrationError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 

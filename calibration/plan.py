@@ -8,10 +8,11 @@ version 1; everything beyond `fp32_nodes` is for people and reports.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stylegan_edge.runtime.files import atomic_write_bytes
 
 from .errors import CalibrationError
 
@@ -65,12 +66,9 @@ class PrecisionPlan:
 
     def write(self, bundle_dir: str | Path) -> Path:
         path = Path(bundle_dir) / PLAN_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            os.replace(tmp, path)
+            atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise CalibrationError(f"{path}: cannot write the precision plan ({e.strerror or e})") from None
         return path
 

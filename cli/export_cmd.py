@@ -25,14 +25,15 @@ def export_checkpoint(source: str, out: Path | None, graph: str, opset: int, see
     """Write the FP32 bundle for a checkpoint file or a preset name (random weights)."""
     import torch
     from stylegan_edge.export.onnx_export import ExportConfig, export_bundle
-    from stylegan_edge.training.checkpoint import file_sha256, load_generator
+    from stylegan_edge.runtime.files import sha256_file
+    from stylegan_edge.training.checkpoint import load_generator
     from stylegan_edge.training.config import get_preset
     from stylegan_edge.training.networks import Generator
 
     path = Path(source)
     if path.is_file():
         G = load_generator(path)
-        meta = {"checkpoint": path.name, "sha256": file_sha256(path)}
+        meta = {"checkpoint": path.name, "sha256": sha256_file(path)}
     elif path.exists():
         raise FileNotFoundError(2, "not a checkpoint file, bundle or preset", source)
     else:

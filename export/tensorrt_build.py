@@ -27,10 +27,9 @@ from stylegan_edge.runtime.engine_meta import (
     build_command,
     mismatches,
     read_sidecar,
-    sha256_bytes,
-    sha256_file,
     write_sidecar,
 )
+from stylegan_edge.runtime.files import atomic_write_bytes, sha256_bytes, sha256_file
 
 from .trt_plan import STRONGLY_TYPED, BuildPlan, layer_node_name, pin_matches, plan_build, plan_builds
 
@@ -191,13 +190,6 @@ def _load_timing_cache(config: Any, path: Path, log: Log) -> Any:
     return cache
 
 
-def _write_atomic(path: Path, data: bytes | memoryview) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    tmp.replace(path)
-
-
 def build_engine(trt: ModuleType, plan: BuildPlan, *, gpu: GpuInfo, log: Log | None = None) -> Path:
     """Carry out one BuildPlan: write the engine and its sidecar; returns the engine path."""
     log = log or (lambda _msg: None)
@@ -232,9 +224,9 @@ def build_engine(trt: ModuleType, plan: BuildPlan, *, gpu: GpuInfo, log: Log | N
         engine = memoryview(serialized)
         step.detail = _mb(engine.nbytes)
     del parser  # the parser owns weights the network refers to: keep it until the build is done
-    _write_atomic(plan.engine, engine)
+    atomic_write_bytes(plan.engine, engine)
     cache_bytes = memoryview(config.get_timing_cache().serialize())
-    _write_atomic(plan.timing_cache, cache_bytes)
+    atomic_write_bytes(plan.timing_cache, cache_bytes)
     log(f"timing cache {plan.timing_cache}: saved, {_mb(cache_bytes.nbytes)}")
     meta = EngineMeta(
         model=plan.model, precision=plan.precision, engine_file=plan.engine.name, engine_sha256=sha256_bytes(engine),

@@ -10,7 +10,6 @@ the command that rebuilds the engine. Pure code: no TensorRT, no CUDA, no torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from dataclasses import asdict, dataclass, field
@@ -133,18 +132,6 @@ def read_sidecar(engine_path: str | Path) -> EngineMeta | None:
     if not isinstance(d, dict):
         raise EngineMetaError(f"{path}: not a JSON object")
     return EngineMeta.from_dict(d, path)
-
-
-def sha256_bytes(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_command(bundle_path: str | Path, precision: str) -> str:

@@ -16,10 +16,10 @@ from stylegan_edge.runtime.engine_meta import (
     check_engine,
     mismatches,
     read_sidecar,
-    sha256_file,
     sidecar_path,
     write_sidecar,
 )
+from stylegan_edge.runtime.files import sha256_file
 
 ORIN = GpuInfo("Orin", "8.7")
 

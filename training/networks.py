@@ -74,12 +74,17 @@ class EqualConv2d(nn.Module):
         return f"{i} -> {o}, kernel={k}, weight_gain={self.weight_gain:.4g}"
 
 
-def fused_upsample_kernel(weight: torch.Tensor) -> torch.Tensor:
-    """The official fused-upscale kernel: a 3x3 conv weight [out, in, 3, 3] padded to 4x4 and
-    summed over its four 1-pixel shifts, as a `conv_transpose2d` weight [in, out, 4, 4]."""
+def shifted_sum_4x4(weight: torch.Tensor) -> torch.Tensor:
+    """A 3x3 kernel padded to 5x5 and summed over its four 1-pixel shifts: the 4x4 kernel that
+    folds a 2x nearest resampling into the convolution (the official fused up/downscale)."""
     w = F.pad(weight, (1, 1, 1, 1))
-    w = w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
-    return w.transpose(0, 1)
+    return w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
+
+
+def fused_upsample_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """The official fused-upscale kernel for a 3x3 conv weight [out, in, 3, 3], as a
+    `conv_transpose2d` weight [in, out, 4, 4]."""
+    return shifted_sum_4x4(weight).transpose(0, 1)
 
 
 class UpConv2d(EqualConv2d):
@@ -344,9 +349,7 @@ class DownConv2d(EqualConv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.scaled_weight()
         if self.fused:
-            w = F.pad(w, (1, 1, 1, 1))
-            w = (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) * 0.25
-            return F.conv2d(x, w, stride=2, padding=1)
+            return F.conv2d(x, shifted_sum_4x4(w) * 0.25, stride=2, padding=1)
         return F.avg_pool2d(F.conv2d(x, w, padding=1), 2)
 
     def extra_repr(self) -> str:

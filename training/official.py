@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from stylegan_edge.runtime.files import sha256_file
 
-from .checkpoint import file_sha256, save_model
+from .checkpoint import save_model
 from .config import ModelConfig
 from .networks import Discriminator, Generator
 from .official_mapping import (
@@ -129,7 +130,7 @@ def import_official(path: str | Path) -> ImportedOfficial:
     all_gs = Gs_rec.all_variables()
     return ImportedOfficial(
         source=path,
-        source_sha256=file_sha256(path),
+        source_sha256=sha256_file(path),
         config=cfg,
         G_ema=G_ema.eval().requires_grad_(False),
         G=G.eval(),

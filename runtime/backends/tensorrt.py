@@ -33,9 +33,8 @@ from ..engine_meta import (
     build_command,
     check_engine,
     read_sidecar,
-    sha256_bytes,
-    sha256_file,
 )
+from ..files import sha256_bytes, sha256_file
 from ..trt_buffers import NoisePool, TensorSpec, batch_range, check_feed, chunks, plan_noise_pool
 from . import cuda as cudalib
 from .base import BackendUnavailable, BaseBackend, NoiseRequest

@@ -56,9 +56,6 @@ so no complex parts arise and no epsilon has to be added to near-singular covari
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stylegan_edge.runtime.files import atomic_path, sha256_file
 
 __all__ = [
     "DEFAULT_INPUT_SIZE",
@@ -79,7 +77,6 @@ __all__ = [
     "InceptionONNX",
     "compute_fid",
     "feature_statistics",
-    "file_sha256",
     "frechet_distance",
     "load_statistics",
     "preprocess_images",
@@ -219,14 +216,6 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _default_providers(ort: Any) -> list[str]:
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or list(available)
@@ -281,7 +270,7 @@ class InceptionONNX:
     def sha256(self) -> str:
         """Digest of the model file; ties cached statistics to the model that produced them."""
         if self._sha256 is None:
-            self._sha256 = file_sha256(self.path)
+            self._sha256 = sha256_file(self.path)
         return self._sha256
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -336,24 +325,16 @@ class FIDStatistics:
 
 def save_statistics(path: str | Path, stats: FIDStatistics) -> None:
     """Write statistics to an .npz (plain arrays, no pickle), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                mu=stats.mu,
-                sigma=stats.sigma,
-                num_images=np.int64(stats.num_images),
-                model_sha256=np.str_(stats.model_sha256),
-                input_size=np.asarray(stats.input_size, dtype=np.int64),
-                value_range=np.asarray(stats.value_range, dtype=np.float64),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            mu=stats.mu,
+            sigma=stats.sigma,
+            num_images=np.int64(stats.num_images),
+            model_sha256=np.str_(stats.model_sha256),
+            input_size=np.asarray(stats.input_size, dtype=np.int64),
+            value_range=np.asarray(stats.value_range, dtype=np.float64),
+        )
 
 
 def load_statistics(path: str | Path) -> FIDStatistics:

@@ -132,9 +132,9 @@ def bench(
         import torch
         from stylegan_edge.runtime.benchmark import time_calls
 
-        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-        t = float(time_calls(lambda: torch.mm(a, b), 2, 5, 1.0).mean())
-        torch_mm = 2 * 1024**3 / t / 1e9
+        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+        t = float(time_calls(lambda: torch.mm(a, b), 1, 5, 2.0).min())
+        torch_mm = 2 * 2048**3 / t / 1e9
         settings["matmul"] += f", torch {torch_mm:.0f} GFLOP/s"
         matmul = max(matmul, torch_mm)
         settings["torch_threads"] = torch.get_num_threads()

@@ -17,7 +17,7 @@ $(BIN)/stylegan: pyproject.toml
 
 run: $(BIN)/stylegan
 	$(BIN)/stylegan-export $(MODEL) --out $(BUNDLE)
-	$(BIN)/stylegan generate $(BUNDLE) --seeds 0-31 --psi 0.7 --out $(OUT)/images --grid $(OUT)/grid.png
+	$(BIN)/stylegan generate $(BUNDLE) --seeds 0-35 --psi 0.7 --out $(OUT)/images --grid $(OUT)/grid.png
 	$(BIN)/stylegan mix $(BUNDLE) --rows 1-4 --cols 10-15 --styles coarse --out $(OUT)/mix-coarse.png
 	$(BIN)/stylegan noise $(BUNDLE) --seed 3 --out $(OUT)/noise.png
 	$(BIN)/stylegan truncation $(BUNDLE) --seeds 0-3 --psi -1,-0.5,0,0.5,1 --out $(OUT)/truncation.png

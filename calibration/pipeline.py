@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from stylegan_edge.runtime.bundle import open_bundle
 
 from . import metrics
@@ -84,6 +85,9 @@ def prepare_precisions(
 ) -> list[Path]:
     """Write the reduced-precision ONNX files (and the precision plan) into a bundle."""
     log = log or (lambda msg: None)
+    # The quantiser's pre-processing makes onnxruntime warn about each initializer it drops;
+    # that is expected here and would bury the pipeline's own log.
+    ort.set_default_logger_severity(3)
     unknown = [p for p in precisions if p not in REDUCED and p != "fp32"]
     if unknown:
         raise CalibrationError(f"unknown precision {unknown[0]!r}; calibration makes {', '.join(REDUCED)}")

@@ -17,11 +17,10 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _torch_rows(G: Any, names: list[str], feeds: dict, batch: int, gflop: float, warmup: int, iters: int,
-                min_seconds: float, compiled: bool) -> Any:
+def _torch_contestant(G: Any, names: list[str], feeds: dict, compiled: bool) -> tuple[Any, float | None, str]:
+    """A call of PyTorch eager (or torch.compile) synthesis, its set-up seconds and a note."""
     import torch
     from stylegan_edge.export.inference_graph import ReferenceSynthesis
-    from stylegan_edge.runtime.benchmark import make_row, time_calls
 
     module = ReferenceSynthesis(G.synthesis).eval()
     args = [torch.from_numpy(feeds[n].copy()) for n in names]
@@ -38,9 +37,7 @@ def _torch_rows(G: Any, names: list[str], feeds: dict, batch: int, gflop: float,
         with torch.inference_mode():
             fn(*args)
 
-    times = time_calls(call, warmup, iters, min_seconds)
-    notes = f"{torch.get_num_threads()} threads"
-    return make_row("torch.compile" if compiled else "torch", "fp32", batch, "cpu", times, gflop, setup, notes)
+    return call, setup, f"{torch.get_num_threads()} threads"
 
 
 @one_line_errors
@@ -57,7 +54,7 @@ def bench(
     min_seconds: Annotated[float, typer.Option(help="Keep timing a row until this many seconds have passed.")] = 2.0,
     tune_allocator: Annotated[bool, typer.Option(help="glibc mallopt so PyTorch eager does not re-map large blocks.")] = True,
     overhead: Annotated[bool, typer.Option(help="Also measure the runtime's share of a generate() call.")] = True,
-    ort_sweep: Annotated[bool, typer.Option(help="Also time onnxruntime session settings (threads, execution mode, arena).")] = False,
+    ort_sweep: Annotated[bool, typer.Option(help="Also time onnxruntime session settings (threads, execution mode, arena, images per call).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for a preset's random weights.")] = 0,
 ) -> None:
     """Latency (median, p95), images/s, GFLOP/s and its share of the measured matmul rate, per backend, precision and batch; PyTorch eager FP32 is the baseline."""
@@ -67,10 +64,10 @@ def bench(
         machine_info,
         make_row,
         markdown_table,
-        measure_synthesis,
         numpy_matmul_gflops,
         runtime_overhead,
         synthesis_feeds,
+        time_round_robin,
         tune_glibc_allocator,
     )
     from stylegan_edge.runtime.generator import Generator
@@ -146,11 +143,13 @@ def bench(
     for n in batches:
         feeds, noise = synthesis_feeds(g, n)
         all_feeds = {**feeds, **noise}
+        # (backend, precision, device, setup seconds, notes, call, engine to close)
+        contestants: list[tuple[str, str, str, float | None, str, Any, Any]] = []
         for backend in wanted:
             if backend in ("torch", "torch.compile"):
-                typer.echo(f"timing {backend} fp32 batch {n} ...")
-                report.rows.append(_torch_rows(G, names, all_feeds, n, gflop, warmup, iters, min_seconds,
-                                               backend == "torch.compile"))
+                typer.echo(f"preparing {backend} fp32 batch {n} ...")
+                call, setup, notes = _torch_contestant(G, names, all_feeds, backend == "torch.compile")
+                contestants.append((backend, "fp32", "cpu", setup, notes, call, None))
                 continue
             for prec in precs:
                 try:
@@ -161,11 +160,14 @@ def bench(
                 except Exception as e:  # a missing engine or library skips its row, with the reason
                     typer.echo(f"skipping {backend} {prec}: {str(e).splitlines()[0]}")
                     continue
-                typer.echo(f"timing {backend} {prec} batch {n} ...")
-                times = measure_synthesis(eng.synthesis, feeds, noise, warmup, iters, min_seconds)
                 desc = eng.synthesis.describe()
-                report.rows.append(make_row(backend, prec, n, desc.get("device", "?"), times, gflop, setup,
-                                            desc.get("providers", "")))
+                contestants.append((backend, prec, desc.get("device", "?"), setup, desc.get("providers", ""),
+                                    lambda e=eng, f=all_feeds: e.synthesis.run(f), eng))
+        typer.echo(f"timing {len(contestants)} rows at batch {n}, in turns ...")
+        all_times = time_round_robin([c[5] for c in contestants], warmup, iters, min_seconds)
+        for (backend, prec, device, setup, notes, _, eng), times in zip(contestants, all_times):
+            report.rows.append(make_row(backend, prec, n, device, times, gflop, setup, notes))
+            if eng is not None:
                 eng.close()
     if overhead:
         report.overhead = runtime_overhead(g, batch=1, warmup=warmup, iters=iters, min_seconds=min_seconds)
@@ -174,11 +176,20 @@ def bench(
 
         typer.echo("timing onnxruntime session settings ...")
         report.settings["ort_sweep"] = sweep_session_settings(bundle, "fp32", batches[0], warmup, iters, min_seconds)
+        if max(batches) > 1:
+            from stylegan_edge.runtime.benchmark import sweep_batch_chunks
+
+            report.settings["ort_chunks"] = sweep_batch_chunks(bundle, "fp32", max(batches), warmup, iters,
+                                                               min_seconds)
     finish(report)
     typer.echo("")
     typer.echo(f"{report.machine['processor']}, {report.machine['cpu_count']} CPUs; {g.resolution} px; "
                f"synthesis {gflop:.2f} GFLOP/image; matmul {settings['matmul']}; allocator: {settings['allocator']}")
     typer.echo(markdown_table(report))
+    chunk = g.synthesis.settings.max_batch if hasattr(g.synthesis, "settings") else None
+    if chunk and "onnxruntime" in wanted and max(batches) > chunk:
+        typer.echo(f"(onnxruntime on the CPU runs a batch as calls of at most {chunk} image(s): past that the "
+                   "feature maps leave the cache; see --ort-sweep)")
     if report.overhead:
         o = report.overhead
         typer.echo(f"\nruntime overhead of generate() at batch 1: {100 * o['overhead_share']:.1f}% "
@@ -192,6 +203,12 @@ def bench(
         typer.echo("| threads | execution | arena | median ms |\n| --- | --- | --- | --- |")
         for r in sorted(report.settings["ort_sweep"], key=lambda r: r["median_ms"]):
             typer.echo(f"| {r['threads']} | {r['execution']} | {r['arena']} | {r['median_ms']:.1f} |")
+    if "ort_chunks" in report.settings:
+        rows = report.settings["ort_chunks"]
+        typer.echo(f"\nonnxruntime CPU, fp32 batch {rows[0]['batch']} run as calls of N images (default N: {chunk}):")
+        typer.echo("| images per call | median ms |\n| --- | --- |")
+        for r in rows:
+            typer.echo(f"| {r['max_batch']} | {r['median_ms']:.1f} |")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -21,9 +21,11 @@ def _size(path: Path) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def export_checkpoint(source: str, out: Path | None, graph: str, opset: int, seed: int) -> Path:
+def export_checkpoint(source: str, out: Path | None, graph: str, opset: int, seed: int,
+                      interleave: str = "convtranspose") -> Path:
     """Write the FP32 bundle for a checkpoint file or a preset name (random weights)."""
     import torch
+    from stylegan_edge.export.inference_graph import GraphOptions
     from stylegan_edge.export.onnx_export import ExportConfig, export_bundle
     from stylegan_edge.runtime.files import sha256_file
     from stylegan_edge.training.checkpoint import load_generator
@@ -43,7 +45,8 @@ def export_checkpoint(source: str, out: Path | None, graph: str, opset: int, see
     out = out or Path(f"{path.stem if path.is_file() else source}.sgbundle")
     typer.echo(f"exporting {source} -> {out}")
     t0 = time.perf_counter()
-    export_bundle(G, out, ExportConfig(opset=opset, graph=graph), source=meta, log=_log)
+    config = ExportConfig(opset=opset, graph=graph, options=GraphOptions(interleave=interleave))
+    export_bundle(G, out, config, source=meta, log=_log)
     typer.echo(f"  bundle written in {time.perf_counter() - t0:.1f}s, {_size(out)}")
     return out
 
@@ -62,13 +65,18 @@ def export(
     engines: Annotated[bool, typer.Option(help="Build TensorRT engines after writing the reduced-precision ONNX.")] = True,
     calib_samples: Annotated[int, typer.Option(help="Calibration samples for the precision plan and INT8.")] = 64,
     graph: Annotated[str, typer.Option(help="inference (sub-pixel upsampling, folded) or reference (as trained).")] = "inference",
+    interleave: Annotated[str, typer.Option(
+        help="How sub-pixel phases become pixels: convtranspose (fastest on onnxruntime's CPU) or depthtospace.",
+    )] = "convtranspose",
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 18,
     seed: Annotated[int, typer.Option(help="Seed for a preset's random weights.")] = 0,
 ) -> None:
     """Export a checkpoint to an ONNX bundle; with --fp16/--int8, add reduced-precision ONNX and TensorRT engines."""
     if opset < 17:
         raise fail("--opset must be 17 or newer")
-    bundle = Path(model) if is_bundle(model) else export_checkpoint(model, out, graph, opset, seed)
+    if interleave not in ("convtranspose", "depthtospace"):
+        raise fail(f"--interleave must be convtranspose or depthtospace, got {interleave}")
+    bundle = Path(model) if is_bundle(model) else export_checkpoint(model, out, graph, opset, seed, interleave)
     precisions = [p for p, on in (("fp32", fp32), ("fp16", fp16), ("int8", int8)) if on]
     if not precisions:
         return

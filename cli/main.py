@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import typer
 
+from .bench_cmd import bench
+from .calibrate_cmd import calibrate, fidelity
+from .convert_cmd import convert
+from .demo_cmd import demo
 from .export_cmd import export
 from .generate_cmd import generate, mix, noise_cmd, truncation
 from .info_cmd import info
+from .train_cmd import train
 
 app = typer.Typer(
     name="stylegan",
@@ -20,36 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-app.command()(info)
-app.command()(generate)
-app.command()(mix)
+for command in (info, train, convert, export, calibrate, fidelity, generate, mix, truncation, bench, demo):
+    app.command()(command)
 app.command("noise")(noise_cmd)
-app.command()(truncation)
-app.command()(export)
-
-
-def _register_optional() -> None:
-    """Commands whose modules are written per stage; each is a plain function."""
-    import importlib
-
-    for module, name, command in (
-        ("train_cmd", "train", "train"),
-        ("convert_cmd", "convert", "convert"),
-        ("calibrate_cmd", "calibrate", "calibrate"),
-        ("calibrate_cmd", "fidelity", "fidelity"),
-        ("bench_cmd", "bench", "bench"),
-        ("demo_cmd", "demo", "demo"),
-    ):
-        try:
-            mod = importlib.import_module(f"{__package__}.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{module}":
-                raise
-            continue
-        app.command(command)(getattr(mod, name))
-
-
-_register_optional()
 
 if __name__ == "__main__":  # `torchrun -m stylegan_edge.cli.main train ...`
     app()

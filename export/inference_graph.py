@@ -5,9 +5,13 @@ the same arithmetic is rearranged so that onnxruntime and TensorRT run it fast:
 
 - every 2x upsampling convolution (nearest + 3x3 below 128 px, the transposed convolution from
   128 px up) becomes a sub-pixel convolution: one plain 2x2 convolution over the low-resolution
-  input with four times the output channels, DepthToSpace, and a one-pixel crop. It has the
-  multiply-adds of the transposed convolution (4/9 of nearest + 3x3), runs at the speed of a
-  plain convolution, and INT8 quantisers handle it (there is no quantised ConvTranspose);
+  input with four times the output channels, then the pixel interleave and a one-pixel crop. It
+  has the multiply-adds of the transposed convolution (4/9 of nearest + 3x3), runs at the speed
+  of a plain convolution, and INT8 quantisers handle it (there is no quantised ConvTranspose);
+- the interleave and the crop are one grouped, stride-2 ConvTranspose with a constant 0/1
+  kernel (each output pixel copies one input value, so it is exact) whose pads do the crop:
+  onnxruntime's CPU DepthToSpace is a generic 6-D transpose that measured 4x slower than this,
+  and it needed a Slice after it;
 - equalised-learning-rate gains are folded into the weights, the bias into the convolution
   (or, after an upsampling, into the blur), the learned constant's bias into the constant, and
   the style's `+ 1` into the style bias;
@@ -81,25 +85,42 @@ def upconv_as_nearest_kernel(conv: UpConv2d) -> torch.Tensor:
 
 
 UPSAMPLE_FORMS = ("subpixel", "subpixel3", "nearest")
+INTERLEAVE_FORMS = ("convtranspose", "depthtospace")
 NOISE_FORMS = ("mul", "conv")
+
+
+def interleave_kernel(channels: int) -> torch.Tensor:
+    """Kernel [4*C, 1, 2, 2] of a grouped (groups=C), stride-2 ConvTranspose that equals
+    DepthToSpace in CRD mode (torch's pixel_shuffle): input channel 4c + 2i + j lands at row
+    phase i, column phase j of output channel c."""
+    k = torch.zeros(channels, 2, 2, 2, 2)
+    for i in range(2):
+        for j in range(2):
+            k[:, i, j, i, j] = 1.0
+    return k.reshape(4 * channels, 1, 2, 2)
 
 
 @dataclass(frozen=True)
 class GraphOptions:
     """How the inference graph spells the operations whose fastest form depends on the engine.
 
-    upsample: 'subpixel' (2x2 convolution to 4x channels, DepthToSpace, crop), 'subpixel3'
+    upsample: 'subpixel' (2x2 convolution to 4x channels, interleave, crop), 'subpixel3'
     (3x3 phases, no crop, 2.25x the multiply-adds) or 'nearest' (Resize + 3x3 convolution).
+    interleave: how the sub-pixel phases become pixels, 'convtranspose' (a grouped 0/1
+    ConvTranspose that also crops) or 'depthtospace' (DepthToSpace, then a Slice for the crop).
     noise: 'mul' (noise * strength, added) or 'conv' (a 1x1 convolution of the noise image,
     added), which lets onnxruntime fuse the sum and the activation into the convolution.
     """
 
     upsample: str = "subpixel"
     noise: str = "conv"
+    interleave: str = "convtranspose"
 
     def __post_init__(self) -> None:
-        if self.upsample not in UPSAMPLE_FORMS or self.noise not in NOISE_FORMS:
-            raise ValueError(f"graph options: upsample in {UPSAMPLE_FORMS}, noise in {NOISE_FORMS}; got {self}")
+        if (self.upsample not in UPSAMPLE_FORMS or self.noise not in NOISE_FORMS
+                or self.interleave not in INTERLEAVE_FORMS):
+            raise ValueError(f"graph options: upsample in {UPSAMPLE_FORMS}, noise in {NOISE_FORMS}, "
+                             f"interleave in {INTERLEAVE_FORMS}; got {self}")
 
 
 class InferenceLayer(nn.Module):
@@ -117,6 +138,7 @@ class InferenceLayer(nn.Module):
             weight = {"subpixel": subpixel_kernel, "subpixel3": subpixel_kernel3, "nearest": lambda k: k}
             self.register_buffer("weight", weight[options.upsample](nearest).contiguous())
             self.register_buffer("blur", layer.blur.kernel.detach().clone())
+            self.register_buffer("interleave", interleave_kernel(c))
             self.register_buffer("bias", bias)
         elif self.kind == "conv":
             assert isinstance(layer.conv, EqualConv2d) and layer.blur is None
@@ -138,10 +160,14 @@ class InferenceLayer(nn.Module):
             x = F.conv2d(x, self.weight, self.bias, padding=1)
         elif self.kind == "up":
             form = self.options.upsample
-            if form == "subpixel":
-                x = F.pixel_shuffle(F.conv2d(x, self.weight, padding=1), 2)[:, :, 1:-1, 1:-1]
-            elif form == "subpixel3":
-                x = F.pixel_shuffle(F.conv2d(x, self.weight, padding=1), 2)
+            if form in ("subpixel", "subpixel3"):
+                crop = 1 if form == "subpixel" else 0
+                x = F.conv2d(x, self.weight, padding=1)
+                if self.options.interleave == "convtranspose":
+                    x = F.conv_transpose2d(x, self.interleave, stride=2, padding=crop, groups=x.shape[1] // 4)
+                else:
+                    x = F.pixel_shuffle(x, 2)
+                    x = x[:, :, 1:-1, 1:-1] if crop else x
             else:
                 x = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), self.weight, padding=1)
             x = F.conv2d(x, self.blur, self.bias, padding=1, groups=x.shape[1])

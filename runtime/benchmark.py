@@ -72,6 +72,33 @@ def time_calls(fn: Callable[[], Any], warmup: int, iters: int, min_seconds: floa
     return np.asarray(times)
 
 
+def time_round_robin(
+    fns: list[Callable[[], Any]], warmup: int, iters: int, min_seconds: float = 0.0, per_turn: int = 2,
+) -> list[np.ndarray]:
+    """Wall-clock seconds of calls to each of `fns`, taken in turns: every round gives each
+    function one untimed call (other engines' spinning threads and caches settle) and
+    `per_turn` timed ones. A shared machine whose speed drifts then slows every row alike, so
+    the ratios between rows hold; timing rows one after another would not."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    rounds = 0
+    while True:
+        for fn, out in zip(fns, times):
+            fn()
+            for _ in range(per_turn):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+        rounds += 1
+        enough = rounds * per_turn >= iters and time.perf_counter() - start >= min_seconds * len(fns)
+        if enough or rounds * per_turn >= 10 * iters:
+            break
+    return [np.asarray(t) for t in times]
+
+
 def synthesis_feeds(g: Generator, batch: int, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Fresh random styles and noise for a synthesis call (never zeros)."""
     rng = np.random.default_rng(seed)
@@ -170,6 +197,25 @@ def sweep_session_settings(
         times = measure_synthesis(backend, feeds, noise, warmup, iters, min_seconds)
         rows.append({"threads": threads, "execution": "sequential" if sequential else "parallel",
                      "arena": arena, "median_ms": float(np.median(times)) * 1e3})
+    return rows
+
+
+def sweep_batch_chunks(
+    bundle: Any, precision: str, batch: int, warmup: int, iters: int, min_seconds: float,
+) -> list[dict[str, Any]]:
+    """A batch of `batch` images on onnxruntime's CPU provider run as calls of 1, 2, 4, ...
+    images: where the default `max_batch` (from the feature-map footprint) comes from."""
+    from .backends.onnxruntime import OnnxRuntimeBackend, SessionSettings
+
+    g = Generator(bundle, backend="onnxruntime", device="cpu")
+    feeds, noise = synthesis_feeds(g, batch)
+    path = open_bundle(bundle).onnx_path("synthesis", precision)
+    rows = []
+    chunks = sorted({min(2**k, batch) for k in range(batch.bit_length() + 1)})
+    for chunk in chunks:
+        backend = OnnxRuntimeBackend(path, precision, "cpu", settings=SessionSettings(max_batch=chunk))
+        times = measure_synthesis(backend, feeds, noise, warmup, iters, min_seconds)
+        rows.append({"batch": batch, "max_batch": chunk, "median_ms": float(np.median(times)) * 1e3})
     return rows
 
 

@@ -10,8 +10,10 @@ import onnxruntime as ort
 import pytest
 import torch
 from stylegan_edge.export.inference_graph import (
+    GraphOptions,
     InferenceSynthesis,
     ReferenceSynthesis,
+    interleave_kernel,
     subpixel_kernel,
 )
 from stylegan_edge.export.onnx_export import ExportError, export_bundle
@@ -74,21 +76,44 @@ def test_graphs_use_only_standard_deterministic_operators_listed_in_meta(tiny_bu
         assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
 
 
-def test_synthesis_keeps_the_real_instance_norm_and_has_no_transposed_convolution(tiny_bundle):
-    nodes = onnx.load(str(tiny_bundle / "synthesis.onnx")).graph.node
+def test_synthesis_keeps_the_real_instance_norm_and_interleaves_with_a_constant_copy(tiny_bundle):
+    model = onnx.load(str(tiny_bundle / "synthesis.onnx"))
+    nodes = model.graph.node
     ops = {n.op_type for n in nodes}
     assert "InstanceNormalization" in ops
-    assert {"ReduceMean", "ConvTranspose", "Resize"}.isdisjoint(ops)
-    up_layers = TINY.log2_res - 2
-    # one DepthToSpace and one crop (a single Slice over both axes) per upsampling layer
-    assert [n.op_type for n in nodes].count("DepthToSpace") == up_layers
-    assert [n.op_type for n in nodes].count("Slice") == up_layers
+    assert {"ReduceMean", "Resize", "DepthToSpace", "Slice"}.isdisjoint(ops)
+    # The only transposed convolutions are the sub-pixel interleaves (one per upsampling layer):
+    # grouped, stride 2, a 0/1 kernel with one 1 per input channel, pads doing the crop.
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    interleaves = [n for n in nodes if n.op_type == "ConvTranspose"]
+    assert len(interleaves) == TINY.log2_res - 2
+    for node in interleaves:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kernel = inits[node.input[1]]
+        assert attrs["strides"] == [2, 2] and attrs["pads"] == [1, 1, 1, 1]
+        assert kernel.shape == (4 * attrs["group"], 1, 2, 2)
+        assert set(np.unique(kernel)) == {0.0, 1.0} and (kernel.sum(axis=(1, 2, 3)) == 1).all()
+
+
+def test_interleave_forms_are_the_same_arithmetic(tiny_fused_cfg):
+    """The ConvTranspose interleave copies values exactly like DepthToSpace + crop."""
+    x = torch.randn(2, 4 * 3, 5, 5)
+    F = torch.nn.functional
+    ref = F.pixel_shuffle(x, 2)[:, :, 1:-1, 1:-1]
+    out = F.conv_transpose2d(x, interleave_kernel(3), stride=2, padding=1, groups=3)
+    assert torch.equal(out, ref)
+    G = randomized_generator(tiny_fused_cfg, seed=7)
+    ws, noise = _random_synthesis_inputs(tiny_fused_cfg, 2, seed=8)
+    with torch.no_grad():
+        a = InferenceSynthesis(G.synthesis, GraphOptions(interleave="convtranspose"))(*ws, *noise)
+        b = InferenceSynthesis(G.synthesis, GraphOptions(interleave="depthtospace"))(*ws, *noise)
+    assert torch.equal(a, b)
 
 
 def test_nodes_are_named_after_the_layer_they_compute(tiny_bundle):
     names = [n.name for n in onnx.load(str(tiny_bundle / "synthesis.onnx")).graph.node]
     assert len(set(names)) == len(names)
-    assert "layers.5/InstanceNormalization" in names and "layers.2/DepthToSpace" in names
+    assert "layers.5/InstanceNormalization" in names and "layers.2/ConvTranspose" in names
 
 
 def test_meta_describes_the_model(tiny_bundle, tiny_G):

@@ -175,3 +175,19 @@ def test_onnxruntimes_optimised_graph_is_cached_and_gives_the_same_images(tiny_b
     assert np.array_equal(first.synthesize_float(ws), second.synthesize_float(ws))
     (b / "synthesis.onnx").touch()  # a changed source file invalidates the cache
     assert Generator(b, backend="onnxruntime", device="cpu").synthesis.describe()["optimized_cache"] == "miss"
+
+
+def test_cpu_batches_split_into_calls_that_fit_the_cache_and_give_the_same_images(tiny_bundle):
+    from stylegan_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend, SessionSettings, cpu_batch_chunk
+
+    assert cpu_batch_chunk(4 << 20) == 1 and cpu_batch_chunk(256 << 10) == 8 and cpu_batch_chunk(10**9) == 1
+    g = Generator(tiny_bundle, backend="onnxruntime", device="cpu")
+    # The tiny model's largest map is small, so the default keeps whole batches together.
+    largest = 4 * max(c * r * r for c, r in zip(g.meta.layer_channels, g.meta.layer_resolutions))
+    assert g.synthesis.settings.max_batch == cpu_batch_chunk(largest) > 1
+    ws = g.styles(seeds=[1, 2, 3, 4, 5])
+    whole = g.synthesize_float(ws, noise="const")
+    path = tiny_bundle / "synthesis.onnx"
+    g.synthesis = OnnxRuntimeBackend(path, "fp32", "cpu", settings=SessionSettings(max_batch=2))
+    assert g.synthesis.describe()["max_batch"] == "2"
+    assert np.array_equal(g.synthesize_float(ws, noise="const"), whole)

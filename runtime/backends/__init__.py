@@ -51,6 +51,12 @@ def open_backend(
         ort_options = {k: v for k, v in options.items() if k in ORT_OPTIONS}
         if isinstance(ort_options.get("device"), int):
             ort_options["device"] = "cuda"
+        if model == "synthesis" and "settings" not in ort_options:
+            from .onnxruntime import SessionSettings, cpu_batch_chunk
+
+            meta = bundle.meta
+            largest = 4 * max(c * r * r for c, r in zip(meta.layer_channels, meta.layer_resolutions))
+            ort_options["settings"] = SessionSettings(max_batch=cpu_batch_chunk(largest))
         backend = OnnxRuntimeBackend(path, precision=precision, **ort_options)
         bundle.check_inputs(model, backend.input_names, path)
         return backend

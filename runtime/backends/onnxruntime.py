@@ -37,6 +37,10 @@ class SessionSettings:
     # Keep onnxruntime's optimised graph beside the model (CPU only), so later loads skip the
     # graph optimisation; keyed by the source file, onnxruntime version and CPU.
     cache_optimized: bool = True
+    # CPU only: run a larger batch as consecutive calls of at most this many images. Batching
+    # only pays while a call's feature maps stay in cache; past that, memory traffic grows
+    # faster than the work (see `cpu_batch_chunk`). None: one call per batch.
+    max_batch: int | None = None
 
     def session_options(self):  # -> ort.SessionOptions
         import onnxruntime as ort
@@ -54,6 +58,19 @@ class SessionSettings:
         }[self.optimization]
         so.log_severity_level = 3  # warnings about unused initialisers etc. are noise for users
         return so
+
+
+# Feature-map bytes per call above which batching stops paying on the CPU. Measured on a 2-core
+# EPYC (1 MiB L2 per core, 32 MiB L3), side by side in one process: edge256 (largest map 4 MiB
+# per image) runs batch 4 15% faster as four calls of one than as one call; faces64 (0.25 MiB)
+# runs it 25% faster as one call.
+CPU_BATCH_BUDGET_BYTES = 2 << 20
+
+
+def cpu_batch_chunk(largest_map_bytes: int, budget: int = CPU_BATCH_BUDGET_BYTES) -> int:
+    """Images per onnxruntime CPU call for a model whose largest feature map takes
+    `largest_map_bytes` per image: as many as fit the budget, at least one."""
+    return max(1, budget // max(1, largest_map_bytes))
 
 
 def optimized_cache_path(model: Path, ort_version: str) -> Path:
@@ -141,12 +158,20 @@ class OnnxRuntimeBackend(BaseBackend):
         return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.session.run(self.output_names, {k: feeds[k] for k in self.input_names})
-        return dict(zip(self.output_names, outputs))
+        feeds = {k: feeds[k] for k in self.input_names}
+        chunk = self.settings.max_batch if self.device == "cpu" else None
+        batch = len(next(iter(feeds.values()))) if feeds else 0
+        if not chunk or batch <= chunk:
+            return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+        parts = [self.session.run(self.output_names, {k: v[i:i + chunk] for k, v in feeds.items()})
+                 for i in range(0, batch, chunk)]
+        return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(self.output_names)}
 
     def describe(self) -> dict[str, str]:
         d = super().describe()
         d["providers"] = ",".join(p.replace("ExecutionProvider", "") for p in self.providers)
         d["threads"] = str(self.settings.threads or "auto")
+        if self.settings.max_batch and self.device == "cpu":
+            d["max_batch"] = str(self.settings.max_batch)
         d["optimized_cache"] = "hit" if self.cached else "miss"
         return d

@@ -107,14 +107,6 @@ def synthesis_feeds(g: Generator, batch: int, seed: int = 0) -> tuple[dict[str, 
     return feeds, g.noise(batch, "random", rng)
 
 
-def measure_synthesis(
-    backend: Backend, feeds: dict[str, np.ndarray], noise: dict[str, np.ndarray], warmup: int, iters: int,
-    min_seconds: float,
-) -> np.ndarray:
-    all_feeds = {**feeds, **noise}
-    return time_calls(lambda: backend.run(all_feeds), warmup, iters, min_seconds)
-
-
 def make_row(
     backend: str, precision: str, batch: int, device: str, times: np.ndarray, gflop: float,
     setup_s: float | None = None, notes: str = "",
@@ -190,11 +182,15 @@ def sweep_session_settings(
     feeds, noise = synthesis_feeds(g, batch)
     cores = os.cpu_count() or 1
     path = open_bundle(bundle).onnx_path("synthesis", precision)
+    all_feeds = {**feeds, **noise}
     rows = []
+    # One session at a time, not in turns: a parallel-execution session's inter-op threads keep
+    # spinning after its call and would slow whichever session runs next.
     for threads, sequential, arena in itertools.product(sorted({1, cores}), (True, False), (True, False)):
         s = SessionSettings(threads=threads, sequential=sequential, arena=arena, cache_optimized=False)
         backend = OnnxRuntimeBackend(path, precision, "cpu", settings=s)
-        times = measure_synthesis(backend, feeds, noise, warmup, iters, min_seconds)
+        times = time_calls(lambda b=backend: b.run(all_feeds), warmup, iters, min_seconds)
+        backend.close()
         rows.append({"threads": threads, "execution": "sequential" if sequential else "parallel",
                      "arena": arena, "median_ms": float(np.median(times)) * 1e3})
     return rows
@@ -210,13 +206,11 @@ def sweep_batch_chunks(
     g = Generator(bundle, backend="onnxruntime", device="cpu")
     feeds, noise = synthesis_feeds(g, batch)
     path = open_bundle(bundle).onnx_path("synthesis", precision)
-    rows = []
     chunks = sorted({min(2**k, batch) for k in range(batch.bit_length() + 1)})
-    for chunk in chunks:
-        backend = OnnxRuntimeBackend(path, precision, "cpu", settings=SessionSettings(max_batch=chunk))
-        times = measure_synthesis(backend, feeds, noise, warmup, iters, min_seconds)
-        rows.append({"batch": batch, "max_batch": chunk, "median_ms": float(np.median(times)) * 1e3})
-    return rows
+    backends = [OnnxRuntimeBackend(path, precision, "cpu", settings=SessionSettings(max_batch=c)) for c in chunks]
+    all_feeds = {**feeds, **noise}
+    all_times = time_round_robin([lambda b=b: b.run(all_feeds) for b in backends], warmup, iters, min_seconds)
+    return [{"batch": batch, "max_batch": c, "median_ms": float(np.median(t)) * 1e3} for c, t in zip(chunks, all_times)]
 
 
 def numpy_matmul_gflops(n: int = 2048, seconds: float = 2.0) -> float:

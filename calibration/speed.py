@@ -9,7 +9,6 @@ a small machine shared with other work, more threads measured slower and far noi
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from stylegan_edge.runtime.benchmark import time_round_robin
 
 from .graph import op_counts, session
 
@@ -37,19 +37,10 @@ def time_sessions(sessions: Mapping[str, ort.InferenceSession], feeds: Mapping[s
     settings = settings or SpeedSettings()
     batch = int(next(iter(feeds.values())).shape[0])
     prepared = {k: {i.name: feeds[i.name] for i in s.get_inputs()} for k, s in sessions.items()}
-    for _ in range(settings.warmup):
-        for k, s in sessions.items():
-            s.run(["image"], prepared[k])
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    start = time.perf_counter()
-    for r in range(settings.max_rounds):
-        if r >= settings.rounds and time.perf_counter() - start > settings.seconds:
-            break
-        for k, s in sessions.items():
-            t0 = time.perf_counter()
-            s.run(["image"], prepared[k])
-            times[k].append(time.perf_counter() - t0)
-    return {k: 1000.0 * min(v) / batch for k, v in times.items()}
+    calls = [lambda s=s, f=prepared[k]: s.run(["image"], f) for k, s in sessions.items()]
+    times = time_round_robin(calls, settings.warmup, settings.rounds, settings.seconds / len(calls), per_turn=1,
+                             settle=0, max_calls=settings.max_rounds)
+    return {k: 1000.0 * float(t.min()) / batch for k, t in zip(sessions, times)}
 
 
 def time_models(models: Mapping[str, str | Path | onnx.ModelProto], feeds: Mapping[str, np.ndarray],

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -15,6 +16,18 @@ from .common import fail, is_bundle, one_line_errors
 
 def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+class _Contestant(NamedTuple):
+    """One row of the table while it is being timed."""
+
+    backend: str
+    precision: str
+    device: str
+    setup_s: float | None
+    notes: str
+    call: Callable[[], Any]
+    engine: Any = None  # closed after timing
 
 
 def _torch_contestant(G: Any, names: list[str], feeds: dict, compiled: bool) -> tuple[Any, float | None, str]:
@@ -127,11 +140,10 @@ def bench(
     settings["matmul"] = f"numpy {matmul:.0f} GFLOP/s"
     if torch_wanted:
         import torch
-        from stylegan_edge.runtime.benchmark import time_calls
+        from stylegan_edge.runtime.benchmark import matmul_gflops
 
         a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-        t = float(time_calls(lambda: torch.mm(a, b), 1, 5, 2.0).min())
-        torch_mm = 2 * 2048**3 / t / 1e9
+        torch_mm = matmul_gflops(lambda: torch.mm(a, b), 2048)
         settings["matmul"] += f", torch {torch_mm:.0f} GFLOP/s"
         matmul = max(matmul, torch_mm)
         settings["torch_threads"] = torch.get_num_threads()
@@ -141,15 +153,13 @@ def bench(
 
     names = g.meta.synthesis_inputs
     for n in batches:
-        feeds, noise = synthesis_feeds(g, n)
-        all_feeds = {**feeds, **noise}
-        # (backend, precision, device, setup seconds, notes, call, engine to close)
-        contestants: list[tuple[str, str, str, float | None, str, Any, Any]] = []
+        feeds = synthesis_feeds(g, n)
+        contestants: list[_Contestant] = []
         for backend in wanted:
             if backend in ("torch", "torch.compile"):
                 typer.echo(f"preparing {backend} fp32 batch {n} ...")
-                call, setup, notes = _torch_contestant(G, names, all_feeds, backend == "torch.compile")
-                contestants.append((backend, "fp32", "cpu", setup, notes, call, None))
+                call, setup, notes = _torch_contestant(G, names, feeds, backend == "torch.compile")
+                contestants.append(_Contestant(backend, "fp32", "cpu", setup, notes, call))
                 continue
             for prec in precs:
                 try:
@@ -161,26 +171,25 @@ def bench(
                     typer.echo(f"skipping {backend} {prec}: {str(e).splitlines()[0]}")
                     continue
                 desc = eng.synthesis.describe()
-                contestants.append((backend, prec, desc.get("device", "?"), setup, desc.get("providers", ""),
-                                    lambda e=eng, f=all_feeds: e.synthesis.run(f), eng))
+                contestants.append(_Contestant(backend, prec, desc.get("device", "?"), setup, desc.get("providers", ""),
+                                               lambda e=eng, f=feeds: e.synthesis.run(f), eng))
         typer.echo(f"timing {len(contestants)} rows at batch {n}, in turns ...")
-        all_times = time_round_robin([c[5] for c in contestants], warmup, iters, min_seconds)
-        for (backend, prec, device, setup, notes, _, eng), times in zip(contestants, all_times):
-            report.rows.append(make_row(backend, prec, n, device, times, gflop, setup, notes))
-            if eng is not None:
-                eng.close()
+        all_times = time_round_robin([c.call for c in contestants], warmup, iters, min_seconds)
+        for c, times in zip(contestants, all_times):
+            report.rows.append(make_row(c.backend, c.precision, n, c.device, times, gflop, c.setup_s, c.notes))
+            if c.engine is not None:
+                c.engine.close()
     if overhead:
         report.overhead = runtime_overhead(g, batch=1, warmup=warmup, iters=iters, min_seconds=min_seconds)
     if ort_sweep:
         from stylegan_edge.runtime.benchmark import sweep_session_settings
 
         typer.echo("timing onnxruntime session settings ...")
-        report.settings["ort_sweep"] = sweep_session_settings(bundle, "fp32", batches[0], warmup, iters, min_seconds)
+        report.settings["ort_sweep"] = sweep_session_settings(g, "fp32", batches[0], warmup, iters, min_seconds)
         if max(batches) > 1:
             from stylegan_edge.runtime.benchmark import sweep_batch_chunks
 
-            report.settings["ort_chunks"] = sweep_batch_chunks(bundle, "fp32", max(batches), warmup, iters,
-                                                               min_seconds)
+            report.settings["ort_chunks"] = sweep_batch_chunks(g, "fp32", max(batches), warmup, iters, min_seconds)
     finish(report)
     typer.echo("")
     typer.echo(f"{report.machine['processor']}, {report.machine['cpu_count']} CPUs; {g.resolution} px; "

@@ -138,7 +138,8 @@ class InferenceLayer(nn.Module):
             weight = {"subpixel": subpixel_kernel, "subpixel3": subpixel_kernel3, "nearest": lambda k: k}
             self.register_buffer("weight", weight[options.upsample](nearest).contiguous())
             self.register_buffer("blur", layer.blur.kernel.detach().clone())
-            self.register_buffer("interleave", interleave_kernel(c))
+            if options.upsample != "nearest" and options.interleave == "convtranspose":
+                self.register_buffer("interleave", interleave_kernel(c))
             self.register_buffer("bias", bias)
         elif self.kind == "conv":
             assert isinstance(layer.conv, EqualConv2d) and layer.blur is None

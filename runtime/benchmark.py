@@ -74,37 +74,42 @@ def time_calls(fn: Callable[[], Any], warmup: int, iters: int, min_seconds: floa
 
 def time_round_robin(
     fns: list[Callable[[], Any]], warmup: int, iters: int, min_seconds: float = 0.0, per_turn: int = 2,
+    settle: int = 1, max_calls: int | None = None,
 ) -> list[np.ndarray]:
-    """Wall-clock seconds of calls to each of `fns`, taken in turns: every round gives each
-    function one untimed call (other engines' spinning threads and caches settle) and
-    `per_turn` timed ones. A shared machine whose speed drifts then slows every row alike, so
-    the ratios between rows hold; timing rows one after another would not."""
-    for fn in fns:
-        for _ in range(warmup):
+    """Wall-clock seconds of calls to each of `fns`, taken in turns: after `warmup` untimed
+    rounds, every round gives each function `settle` untimed calls (other engines' spinning
+    threads and caches settle) and `per_turn` timed ones, until each has `iters` timed calls and
+    `min_seconds` per function have passed (at most `max_calls` timed calls, default 10 x
+    `iters`). A shared machine whose speed drifts then slows every row alike, so the ratios
+    between rows hold; timing rows one after another would not."""
+    max_calls = max_calls or 10 * iters
+    for _ in range(warmup):
+        for fn in fns:
             fn()
     times: list[list[float]] = [[] for _ in fns]
     start = time.perf_counter()
-    rounds = 0
+    calls = 0
     while True:
         for fn, out in zip(fns, times):
-            fn()
+            for _ in range(settle):
+                fn()
             for _ in range(per_turn):
                 t0 = time.perf_counter()
                 fn()
                 out.append(time.perf_counter() - t0)
-        rounds += 1
-        enough = rounds * per_turn >= iters and time.perf_counter() - start >= min_seconds * len(fns)
-        if enough or rounds * per_turn >= 10 * iters:
+        calls += per_turn
+        enough = calls >= iters and time.perf_counter() - start >= min_seconds * len(fns)
+        if enough or calls >= max_calls:
             break
     return [np.asarray(t) for t in times]
 
 
-def synthesis_feeds(g: Generator, batch: int, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Fresh random styles and noise for a synthesis call (never zeros)."""
+def synthesis_feeds(g: Generator, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fresh random styles and noise for a synthesis call (never zeros), by input name."""
     rng = np.random.default_rng(seed)
     ws = g.styles(z=rng.standard_normal((batch, g.z_dim), dtype=np.float32), psi=0.7)
     feeds = {name: np.ascontiguousarray(ws[:, i]) for i, name in enumerate(g.meta.w_inputs)}
-    return feeds, g.noise(batch, "random", rng)
+    return {**feeds, **g.noise(batch, "random", rng)}
 
 
 def make_row(
@@ -170,26 +175,25 @@ def runtime_overhead(g: Generator, batch: int, warmup: int, iters: int, min_seco
 
 
 def sweep_session_settings(
-    bundle: Any, precision: str, batch: int, warmup: int, iters: int, min_seconds: float,
+    g: Generator, precision: str, batch: int, warmup: int, iters: int, min_seconds: float,
 ) -> list[dict[str, Any]]:
-    """onnxruntime CPU session settings (threads, execution mode, memory arena), each timed on
-    the same inputs; the fastest is what `SessionSettings()` should default to."""
+    """onnxruntime CPU session settings (threads, execution mode, memory arena) for the bundle
+    of `g`, each timed on the same inputs; the fastest is what `SessionSettings()` should
+    default to."""
     import itertools
 
     from .backends.onnxruntime import OnnxRuntimeBackend, SessionSettings
 
-    g = Generator(bundle, backend="onnxruntime", device="cpu")
-    feeds, noise = synthesis_feeds(g, batch)
+    feeds = synthesis_feeds(g, batch)
     cores = os.cpu_count() or 1
-    path = open_bundle(bundle).onnx_path("synthesis", precision)
-    all_feeds = {**feeds, **noise}
+    path = open_bundle(g.source).onnx_path("synthesis", precision)
     rows = []
     # One session at a time, not in turns: a parallel-execution session's inter-op threads keep
     # spinning after its call and would slow whichever session runs next.
     for threads, sequential, arena in itertools.product(sorted({1, cores}), (True, False), (True, False)):
         s = SessionSettings(threads=threads, sequential=sequential, arena=arena, cache_optimized=False)
         backend = OnnxRuntimeBackend(path, precision, "cpu", settings=s)
-        times = time_calls(lambda b=backend: b.run(all_feeds), warmup, iters, min_seconds)
+        times = time_calls(lambda b=backend: b.run(feeds), warmup, iters, min_seconds)
         backend.close()
         rows.append({"threads": threads, "execution": "sequential" if sequential else "parallel",
                      "arena": arena, "median_ms": float(np.median(times)) * 1e3})
@@ -197,29 +201,32 @@ def sweep_session_settings(
 
 
 def sweep_batch_chunks(
-    bundle: Any, precision: str, batch: int, warmup: int, iters: int, min_seconds: float,
+    g: Generator, precision: str, batch: int, warmup: int, iters: int, min_seconds: float,
 ) -> list[dict[str, Any]]:
     """A batch of `batch` images on onnxruntime's CPU provider run as calls of 1, 2, 4, ...
     images: where the default `max_batch` (from the feature-map footprint) comes from."""
     from .backends.onnxruntime import OnnxRuntimeBackend, SessionSettings
 
-    g = Generator(bundle, backend="onnxruntime", device="cpu")
-    feeds, noise = synthesis_feeds(g, batch)
-    path = open_bundle(bundle).onnx_path("synthesis", precision)
+    feeds = synthesis_feeds(g, batch)
+    path = open_bundle(g.source).onnx_path("synthesis", precision)
     chunks = sorted({min(2**k, batch) for k in range(batch.bit_length() + 1)})
     backends = [OnnxRuntimeBackend(path, precision, "cpu", settings=SessionSettings(max_batch=c)) for c in chunks]
-    all_feeds = {**feeds, **noise}
-    all_times = time_round_robin([lambda b=b: b.run(all_feeds) for b in backends], warmup, iters, min_seconds)
+    all_times = time_round_robin([lambda b=b: b.run(feeds) for b in backends], warmup, iters, min_seconds)
     return [{"batch": batch, "max_batch": c, "median_ms": float(np.median(t)) * 1e3} for c, t in zip(chunks, all_times)]
 
 
+def matmul_gflops(matmul: Callable[[], Any], n: int, seconds: float = 2.0) -> float:
+    """FP32 rate of `matmul`, a product of two n x n matrices, from its best call: the rate is
+    a ceiling, and a shared machine only ever slows a call down."""
+    times = time_calls(matmul, warmup=1, iters=5, min_seconds=seconds)
+    return 2 * n**3 / float(np.min(times)) / 1e9
+
+
 def numpy_matmul_gflops(n: int = 2048, seconds: float = 2.0) -> float:
-    """FP32 GEMM rate of this machine through numpy's BLAS, all cores: the best call, since the
-    rate is a ceiling and a shared machine only ever slows a call down."""
+    """FP32 GEMM rate of this machine through numpy's BLAS, all cores."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    times = time_calls(lambda: a @ b, warmup=1, iters=5, min_seconds=seconds)
-    return 2 * n**3 / float(np.min(times)) / 1e9
+    return matmul_gflops(lambda: a @ b, n, seconds)
 
 
 def machine_info() -> dict[str, Any]:

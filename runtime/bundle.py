@@ -78,6 +78,11 @@ class BundleMeta:
     def synthesis_inputs(self) -> list[str]:
         return self.w_inputs + self.noise_inputs
 
+    @property
+    def largest_feature_map_bytes(self) -> int:
+        """FP32 bytes of the synthesis network's largest feature map, per image."""
+        return 4 * max(c * r * r for c, r in zip(self.layer_channels, self.layer_resolutions))
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], path: Path) -> BundleMeta:
         fmt, version = d.get("format"), d.get("format_version")

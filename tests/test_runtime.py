@@ -183,8 +183,9 @@ def test_cpu_batches_split_into_calls_that_fit_the_cache_and_give_the_same_image
     assert cpu_batch_chunk(4 << 20) == 1 and cpu_batch_chunk(256 << 10) == 8 and cpu_batch_chunk(10**9) == 1
     g = Generator(tiny_bundle, backend="onnxruntime", device="cpu")
     # The tiny model's largest map is small, so the default keeps whole batches together.
-    largest = 4 * max(c * r * r for c, r in zip(g.meta.layer_channels, g.meta.layer_resolutions))
-    assert g.synthesis.settings.max_batch == cpu_batch_chunk(largest) > 1
+    largest = max(4 * TINY.layer_channels(i) * TINY.layer_resolution(i) ** 2 for i in range(TINY.num_layers))
+    assert g.meta.largest_feature_map_bytes == largest
+    assert g.synthesis.settings.max_batch == cpu_batch_chunk(g.meta.largest_feature_map_bytes) > 1
     ws = g.styles(seeds=[1, 2, 3, 4, 5])
     whole = g.synthesize_float(ws, noise="const")
     path = tiny_bundle / "synthesis.onnx"

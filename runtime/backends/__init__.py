@@ -54,9 +54,7 @@ def open_backend(
         if model == "synthesis" and "settings" not in ort_options:
             from .onnxruntime import SessionSettings, cpu_batch_chunk
 
-            meta = bundle.meta
-            largest = 4 * max(c * r * r for c, r in zip(meta.layer_channels, meta.layer_resolutions))
-            ort_options["settings"] = SessionSettings(max_batch=cpu_batch_chunk(largest))
+            ort_options["settings"] = SessionSettings(max_batch=cpu_batch_chunk(bundle.meta.largest_feature_map_bytes))
         backend = OnnxRuntimeBackend(path, precision=precision, **ort_options)
         bundle.check_inputs(model, backend.input_names, path)
         return backend

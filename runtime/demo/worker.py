@@ -63,9 +63,13 @@ class GenerationWorker:
         self.raise_if_failed()
         if request.submitted == 0.0:
             request = GenRequest(request.ws, request.keys, request.noise, time.perf_counter())
+        self._put_replacing(request)
+
+    def _put_replacing(self, item: GenRequest | None) -> None:
+        """Queue `item`, dropping whatever still waits in the one-slot queue."""
         while True:
             try:
-                self._requests.put_nowait(request)
+                self._requests.put_nowait(item)
                 return
             except queue.Full:
                 try:
@@ -101,14 +105,7 @@ class GenerationWorker:
 
     def close(self) -> None:
         self._stop.set()
-        try:
-            self._requests.put_nowait(None)
-        except queue.Full:
-            try:
-                self._requests.get_nowait()
-            except queue.Empty:
-                pass
-            self._requests.put_nowait(None)
+        self._put_replacing(None)
         self._thread.join(timeout=30)
 
     def __enter__(self) -> GenerationWorker:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_path
 from .base import BackendUnavailable, BaseBackend
 
 # Our device names -> onnxruntime providers, best first.
@@ -149,12 +150,9 @@ class OnnxRuntimeBackend(BaseBackend):
             except Exception:  # a cache from an interrupted write or another build: rebuild it
                 cache.unlink(missing_ok=True)
         if cache is not None and os.access(cache.parent, os.W_OK):
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-            so.optimized_model_filepath = os.fspath(tmp)
-            session = ort.InferenceSession(os.fspath(self.path), so, providers=provs)
-            if tmp.is_file():
-                os.replace(tmp, cache)
-            return session
+            with atomic_path(cache, suffix=".onnx") as tmp:
+                so.optimized_model_filepath = os.fspath(tmp)
+                return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
         return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ import numpy as np
 from stylegan_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend, SessionSettings
 from stylegan_edge.runtime.bundle import Bundle, open_bundle
 from stylegan_edge.runtime.generator import NOISE_MODES, Generator
-from stylegan_edge.runtime.images import make_grid, save_png, to_uint8
+from stylegan_edge.runtime.images import make_grid, save_png, to_uint8, write_text_output
 
 from . import metrics
 from .errors import CalibrationError
@@ -175,8 +175,7 @@ def fidelity_report(
     if not settings.seeds:
         raise CalibrationError("--seeds selects no seeds")
     b = open_bundle(bundle)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created by the first write (save_png), whose errors name the file
     n = len(settings.seeds)
 
     t0 = time.perf_counter()
@@ -234,7 +233,7 @@ def fidelity_report(
     report.files["json"] = str(out / "fidelity.json")
     report.notes.append("grid columns: reference, then each precision and its |difference| x "
                         f"{settings.diff_gain:g}: " + ", ".join(images))
-    (out / "fidelity.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text_output(out / "fidelity.json", json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 

@@ -14,6 +14,18 @@ brings per unit of error it adds, builds a few exclusion sets from that order (t
 efficient layers kept in FP32 first), and measures each set's PSNR and onnxruntime CPU speed
 side by side with FP32. The bundle gets the fewest exclusions that reach the target PSNR (found
 by bisection over that order), or, if none does, the most faithful set still faster than FP32.
+
+Two files carry the chosen set, because no single form serves both consumers (docs/precision.md,
+"Two INT8 files"):
+
+- `synthesis.int8.onnx`: the FP32 graph with Q/DQ, as the quantizer writes it. onnxruntime's CPU
+  provider fuses it into integer kernels, and TensorRT 8.6 builds it weakly typed with the INT8 and
+  FP16 flags, choosing FP16 for the rest itself.
+- `synthesis.int8-fp16.onnx` (`qdq_on_mixed`): the same Q/DQ placed on the mixed FP16 graph of
+  `synthesis.fp16.onnx`, for strongly typed TensorRT builds (10.x, 11.x), which run every layer in
+  the type the file states: INT8 where quantised, FP16 elsewhere, FP32 for the precision plan's
+  FP32 nodes. Measured on faces64, onnxruntime CPU runs this form 3.7x slower than the first one
+  (no integer-kernel fusion, FP16 emulated node by node), hence two files.
 """
 
 from __future__ import annotations
@@ -30,19 +42,31 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
+from stylegan_edge.runtime.bundle import INT8_FP16_FILE
 
 from . import metrics
 from .data import CalibrationData, SynthesisDataReader
 from .errors import CalibrationError
-from .graph import load_model, run_images, save_model, session
+from .graph import load_model, run_images, save_model, session, value_types
 from .speed import SpeedSettings, optimized_op_counts, time_models
 
 # QuantizeBias False: biases stay float (TensorRT parses no DequantizeLinear of int32).
 EXTRA_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 QUANT_OPS = ("Conv",)
 TO_RGB = "to_rgb"
+INT8_FILE = "synthesis.int8.onnx"
+# The strongly typed form. runtime/bundle.py should own this name beside onnx_filename (reported to
+# the lead); until then calibration names it here.
+# QuantizeLinear/DequantizeLinear take float16 data and scales from opset 19 (onnx/docs/Changelog.md,
+# QuantizeLinear-19). TensorRT's 10.x parser reads opsets 9 to 20 (onnx-tensorrt release/10.1-GA
+# docs/operators.md) and, strongly typed, gives a DequantizeLinear the output type of its scale
+# (QuantDequantLinearHelper in onnxOpImporters.cpp): FP16 scales are what make the consumer FP16.
+QDQ_FP16_OPSET = 19
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+_FLOAT_NP = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16}
 
 
 @dataclass(frozen=True)
@@ -288,7 +312,7 @@ def make_int8(bundle_dir: Path, data: CalibrationData, settings: Int8Settings | 
         chosen_path = paths[idx]
         kernels = {k: v for k, v in optimized_op_counts(chosen_path, tmp).items()
                    if k.startswith("QLinear") or k.endswith("Integer") or k in ("QuantizeLinear", "DequantizeLinear")}
-        dst = Path(bundle_dir) / "synthesis.int8.onnx"
+        dst = Path(bundle_dir) / INT8_FILE
         _install(chosen_path, dst)
         log(f"int8: trade-off of {len(rows)} sets in {time.perf_counter() - t0:.1f}s; onnxruntime runs {kernels}")
     return Int8Result(dst, rows[idx], rows, sens, kernels, met)
@@ -299,4 +323,166 @@ def _names(layers: list[str]) -> str:
 
 
 def _install(src: Path, dst: Path) -> None:
-    save_model(onnx.load(str(src)), dst)
+    save_model(without_unused_domains(onnx.load(str(src))), dst)
+
+
+# --- the file for strongly typed TensorRT builds ------------------------------------------------------
+def without_unused_domains(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop opset imports that no node uses (in place; returned for chaining).
+
+    `quant_pre_process` leaves onnxruntime's whole list (com.microsoft.nchwc, org.pytorch.aten, ...)
+    although our graph uses standard operators only; a reader should see only what it must support.
+    The default domain always stays: the model's opset version is declared there.
+    """
+    used = {"", *(_node_domains(model.graph)), *(f.domain for f in model.functions)}
+    for f in model.functions:
+        used.update(n.domain for n in f.node)
+    keep = [o for o in model.opset_import if o.domain in used or (o.domain == "ai.onnx" and "" in used)]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    return model
+
+
+def _node_domains(graph: onnx.GraphProto) -> set[str]:
+    domains = set()
+    for node in graph.node:
+        domains.add(node.domain)
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                domains |= _node_domains(sub)
+    return domains
+
+
+@dataclass(frozen=True)
+class _QdqUse:
+    """One input of one node that the quantizer routed through a DequantizeLinear."""
+
+    node: str
+    index: int
+    scale: np.ndarray  # float32: a scalar (activation) or one per output channel (weights)
+    weights: np.ndarray | None  # int8 weights when the dequantised value is an initializer
+    axis: int
+
+
+def qdq_uses(qdq: onnx.ModelProto) -> list[_QdqUse]:
+    """Every node input fed by a DequantizeLinear in the quantizer's output, with its scale; zero
+    points must be 0 (TensorRT takes symmetric quantisation only)."""
+    inits = {i.name: i for i in qdq.graph.initializer}
+    producer = {o: n for n in qdq.graph.node for o in n.output}
+    uses = []
+    for node in qdq.graph.node:
+        if node.op_type in QDQ_OPS:
+            continue
+        for index, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            zero = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] else None
+            if zero is None or zero.dtype != np.int8 or zero.any():
+                raise CalibrationError(f"the quantizer gave {dq.name} a non-zero or non-int8 zero point; TensorRT "
+                                       "needs symmetric int8")
+            scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
+            if dq.input[0] in inits:
+                weights = numpy_helper.to_array(inits[dq.input[0]])
+            else:
+                q = producer.get(dq.input[0])
+                if q is None or q.op_type != "QuantizeLinear":
+                    raise CalibrationError(f"{dq.name} dequantises neither a weight nor a QuantizeLinear output")
+                weights = None
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            uses.append(_QdqUse(node.name, index, scale, weights, axis))
+    return uses
+
+
+def _fp_scale(scale: np.ndarray, dtype: type) -> np.ndarray:
+    """`scale` in `dtype`, rounded up where it is not exact: the calibrated range stays covered
+    (no clipping) and a scale never rounds to zero."""
+    out = np.asarray(scale, dtype=dtype)
+    low = out.astype(np.float32) < scale
+    out = np.where(low, np.nextafter(out, np.asarray(np.inf, dtype=dtype)), out).astype(dtype)
+    return np.maximum(out, np.finfo(dtype).smallest_subnormal).astype(dtype)
+
+
+def qdq_on_mixed(qdq: onnx.ModelProto, mixed: onnx.ModelProto) -> onnx.ModelProto:
+    """The mixed-precision graph `mixed` (synthesis.fp16.onnx's form) with the Q/DQ of `qdq` (the
+    quantizer's output on the FP32 graph) placed on the same node inputs.
+
+    Each scale takes the type of the value it quantises there, so a DequantizeLinear yields FP16
+    in front of FP16 nodes and FP32 in front of the plan's FP32 nodes (TensorRT's strongly typed
+    DequantizeLinear outputs its scale's type). Weights are the quantizer's int8 values, requantised
+    to the rounded scale. The graph moves to opset 19, the first with FP16 Q/DQ.
+    """
+    uses = qdq_uses(qdq)
+    out = onnx.version_converter.convert_version(mixed, max(QDQ_FP16_OPSET, _default_opset(mixed)))
+    graph = out.graph
+    types = value_types(out)
+    inits = {i.name: i for i in graph.initializer}
+    nodes = {n.name: n for n in graph.node}
+    before: dict[str, list[onnx.NodeProto]] = {}  # node name -> Q/DQ nodes to insert in front of it
+    made: dict[tuple[str, bytes], str] = {}  # (value, scale bytes) -> dequantised value
+    for use in uses:
+        node = nodes.get(use.node)
+        if node is None or use.index >= len(node.input):
+            raise CalibrationError(f"the mixed FP16 graph lacks node {use.node} that the INT8 graph quantises "
+                                   "(made from another synthesis.onnx?)")
+        value = node.input[use.index]
+        elem = types.get(value)
+        if elem not in _FLOAT_NP:
+            raise CalibrationError(f"{use.node} input {value} is not float16 or float32 in the mixed graph")
+        dtype = _FLOAT_NP[elem]
+        scale = _fp_scale(use.scale, dtype)
+        key = (value, scale.tobytes())
+        if key not in made:
+            base = f"{value}/{'w' if use.weights is not None else 'x'}{len(made)}"
+            s_init = numpy_helper.from_array(scale, f"{base}/scale")
+            z_init = numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{base}/zero_point")
+            graph.initializer.extend([s_init, z_init])
+            if use.weights is not None:
+                shape = [-1 if i == use.axis else 1 for i in range(use.weights.ndim)]
+                # The quantizer's int8 values times its scale, requantised to the rounded scale;
+                # rounding the scale up keeps every value within int8's range.
+                w = use.weights.astype(np.float32) * use.scale.reshape(shape)
+                q = np.clip(np.rint(w / scale.astype(np.float32).reshape(shape)), -127, 127).astype(np.int8)
+                q_init = numpy_helper.from_array(q, f"{base}/quantized")
+                graph.initializer.append(q_init)
+                dq_in = q_init.name
+                new = []
+            else:
+                dq_in = f"{base}/quantized"
+                new = [helper.make_node("QuantizeLinear", [value, s_init.name, z_init.name], [dq_in],
+                                        name=f"{base}/QuantizeLinear")]
+            attrs = {"axis": use.axis} if scale.ndim else {}
+            new.append(helper.make_node("DequantizeLinear", [dq_in, s_init.name, z_init.name], [f"{base}/dequantized"],
+                                        name=f"{base}/DequantizeLinear", **attrs))
+            before.setdefault(use.node, []).extend(new)
+            made[key] = f"{base}/dequantized"
+        node.input[use.index] = made[key]
+    order: list[onnx.NodeProto] = []
+    for node in graph.node:
+        order.extend(before.get(node.name, []))
+        order.append(node)
+    del graph.node[:]
+    graph.node.extend(order)
+    # Float weights that only quantised nodes read are replaced by their int8 form.
+    read = {name for n in graph.node for name in n.input}
+    unused = [i for i in graph.initializer if i.name not in read and i.name in inits]
+    for init in unused:
+        graph.initializer.remove(init)
+    del graph.value_info[:]  # stale where inputs were rerouted; shape inference remakes them
+    return without_unused_domains(out)
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def check_int8_fp16_model(model: onnx.ModelProto) -> None:
+    """The full ONNX checker and strict shape inference with type checks; CalibrationError if not."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise CalibrationError(f"{INT8_FP16_FILE} fails the ONNX checker: {str(e).splitlines()[0]}") from None
+    for v in [*model.graph.input, *model.graph.output]:
+        if v.type.tensor_type.elem_type != TensorProto.FLOAT:
+            raise CalibrationError(f"{INT8_FP16_FILE}: input/output {v.name} is not float32")

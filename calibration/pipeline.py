@@ -2,7 +2,10 @@
 
 For FP16: calibration data, the per-layer analysis, `precision_plan.json`, then the converter
 writes `synthesis.fp16.onnx`. For INT8: calibration data, per-layer sensitivity and the
-speed/fidelity trade-off, then `synthesis.int8.onnx`. Calibration data is drawn once and cached
+speed/fidelity trade-off, then `synthesis.int8.onnx` (Q/DQ on the FP32 graph: onnxruntime, TensorRT
+8.6) and `synthesis.int8-fp16.onnx` (the same Q/DQ on the mixed FP16 graph of the precision plan:
+strongly typed TensorRT); INT8 alone still needs the plan, and makes it when the bundle's is
+missing or stale. Calibration data is drawn once and cached
 in the bundle as `calib.npz` (reused while its settings and the mapping network are unchanged).
 Each step is logged with its time; the final fidelity of each file is measured on samples the
 calibration never saw. The reduced-precision files carry their own measurements in their ONNX
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from stylegan_edge.export.precision_files import METADATA_KEY
 from stylegan_edge.runtime.bundle import open_bundle
 
 from . import metrics
@@ -29,10 +33,14 @@ from .fp16_analysis import Fp16Thresholds, analyse_fp16
 from .fp16_convert import convert_fp16
 from .fp16_emulation import emulate_fp16
 from .graph import load_model, run_images, save_model, session
-from .int8 import Int8Settings, make_int8
+from .int8 import INT8_FP16_FILE, Int8Settings, check_int8_fp16_model, make_int8, qdq_on_mixed
+from .plan import PLAN_FILE, PrecisionPlan
 
 REDUCED = ("fp16", "int8")
-METADATA_KEY = "stylegan_edge.precision"
+# The "form" of each reduced-precision file in its metadata: what its float compute is and who it is for.
+FORM_FP16 = "mixed-fp16"
+FORM_INT8_FP32 = "qdq-on-fp32"
+FORM_INT8_FP16 = "qdq-on-mixed-fp16"
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,8 @@ def prepare_precisions(
     src = b.onnx_path("synthesis")
     reference = run_images(session(src), holdout)
 
-    if "fp16" in wanted:
+    source_sha = sha256_file(src)
+    if "fp16" in wanted or not _current_plan(b.path, source_sha):
         t0 = time.perf_counter()
         plan = analyse_fp16(b, data, settings.fp16, log)
         written.append(plan.write(b.path))
@@ -114,13 +123,18 @@ def prepare_precisions(
         log(f"precision_plan.json: {len(fp32_layers)} of {len(plan.layers)} layers FP32"
             f"{' (' + ', '.join(fp32_layers) + ')' if fp32_layers else ''}, {len(plan.fp32_nodes)} FP32 nodes "
             f"(the instance norms included), in {time.perf_counter() - t0:.1f}s")
+    else:
+        plan = PrecisionPlan.read(b.path)
+        log(f"precision_plan.json: current ({len(plan.fp32_layers)} layers FP32), reused for the INT8 file's FP16 part")
+
+    mixed = convert_fp16(load_model(src), plan.fp32_nodes)
+    if "fp16" in wanted:
         t0 = time.perf_counter()
-        model = convert_fp16(load_model(src), plan.fp32_nodes)
+        model = mixed
         psnr = metrics.psnr(run_images(session(emulate_fp16(model)), holdout), reference)
-        _check_runs(model, holdout)
-        _annotate(model, {"precision": "fp16", "converter": "onnxconverter-common float16",
-                          "plan": "precision_plan.json", "source_sha256": plan.source_sha256,
-                          **_figures(psnr, len(holdout))})
+        _check_runs(model, holdout, "synthesis.fp16.onnx")
+        _annotate(model, {"precision": "fp16", "form": FORM_FP16, "converter": "onnxconverter-common float16",
+                          "plan": PLAN_FILE, "source_sha256": plan.source_sha256, **_figures(psnr, len(holdout))})
         written.append(save_model(model, b.path / "synthesis.fp16.onnx"))
         log(f"synthesis.fp16.onnx: converted in {time.perf_counter() - t0:.1f}s; PSNR vs FP32 (emulated FP16, "
             f"{len(holdout)} held-out samples) {psnr.mean():.1f} dB mean, {psnr.min():.1f} dB worst")
@@ -131,8 +145,10 @@ def prepare_precisions(
         model = load_model(result.path)
         psnr = metrics.psnr(run_images(session(model), holdout), reference)
         c = result.chosen
-        _annotate(model, {"precision": "int8", "quantizer": "onnxruntime quantize_static (QDQ, symmetric QInt8, "
-                          "per-channel weights)", "fp32_layers": c.excluded, "source_sha256": sha256_file(src),
+        quantizer = "onnxruntime quantize_static (QDQ, symmetric QInt8, per-channel weights)"
+        _annotate(model, {"precision": "int8", "form": FORM_INT8_FP32, "quantizer": quantizer,
+                          "for": "onnxruntime; TensorRT weakly typed builds (INT8 + FP16 flags)",
+                          "fp32_layers": c.excluded, "source_sha256": source_sha,
                           "speedup_vs_fp32_ort_cpu": round(c.speedup, 3), "met_target": result.met_target,
                           "tradeoff": result.to_dict()["tradeoff"], **_figures(psnr, len(holdout))})
         written.append(save_model(model, result.path))
@@ -140,6 +156,20 @@ def prepare_precisions(
         log(f"synthesis.int8.onnx: {len(c.excluded)} layers kept FP32, {c.speedup:.2f}x FP32 speed on onnxruntime "
             f"CPU; PSNR vs FP32 ({len(holdout)} held-out samples) {psnr.mean():.1f} dB mean, {psnr.min():.1f} dB "
             f"worst{verdict}; {time.perf_counter() - t0:.1f}s")
+
+        t0 = time.perf_counter()
+        strong = qdq_on_mixed(model, mixed)
+        check_int8_fp16_model(strong)
+        psnr = metrics.psnr(run_images(session(emulate_fp16(strong)), holdout), reference)
+        _check_runs(strong, holdout, INT8_FP16_FILE)
+        _annotate(strong, {"precision": "int8", "form": FORM_INT8_FP16, "quantizer": quantizer,
+                           "for": "TensorRT strongly typed builds (10.x, 11.x)", "plan": PLAN_FILE,
+                           "not_int8_layers": c.excluded, "fp32_layers": plan.fp32_layers,
+                           "source_sha256": source_sha, **_figures(psnr, len(holdout))})
+        written.append(save_model(strong, b.path / INT8_FP16_FILE))
+        log(f"{INT8_FP16_FILE}: the same Q/DQ on the mixed FP16 graph in {time.perf_counter() - t0:.1f}s; PSNR vs "
+            f"FP32 (emulated FP16, {len(holdout)} held-out samples) {psnr.mean():.1f} dB mean, {psnr.min():.1f} dB "
+            "worst")
     return written
 
 
@@ -157,8 +187,16 @@ def _annotate(model: onnx.ModelProto, info: dict) -> None:
     entry.value = json.dumps(info)
 
 
-def _check_runs(model: onnx.ModelProto, data: CalibrationData) -> None:
+def _check_runs(model: onnx.ModelProto, data: CalibrationData, name: str) -> None:
     """The file as shipped must load and run on onnxruntime's CPU provider."""
     out = run_images(session(model), data, limit=1)
     if not np.isfinite(out).all():
-        raise CalibrationError("synthesis.fp16.onnx produces non-finite values on onnxruntime's CPU provider")
+        raise CalibrationError(f"{name} produces non-finite values on onnxruntime's CPU provider")
+
+
+def _current_plan(bundle_dir: Path, source_sha: str) -> bool:
+    """The bundle holds a readable precision plan made from this synthesis.onnx."""
+    try:
+        return PrecisionPlan.read(bundle_dir).source_sha256 == source_sha
+    except CalibrationError:
+        return False

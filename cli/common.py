@@ -48,11 +48,50 @@ def one_line_errors(fn: F) -> F:
             raise typer.Exit(130) from None
         except Exception as e:
             _register_stage_errors()  # the stages the command imported on its way
-            if isinstance(e, USER_ERRORS) and not os.environ.get("STYLEGAN_DEBUG"):
+            if os.environ.get("STYLEGAN_DEBUG"):
+                raise
+            if isinstance(e, USER_ERRORS):
                 raise fail(_one_line(e)) from None
+            missing = missing_module_message(e)
+            if missing is not None:
+                raise fail(missing) from None
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+# Which `pip install` brings a module the commands import lazily (pyproject.toml's extras).
+MODULE_EXTRAS: dict[str, str] = {
+    "torch": "train", "safetensors": "train",
+    "onnx": "export", "onnxscript": "export", "onnxconverter_common": "export", "onnxruntime.quantization": "export",
+    "cv2": "demo",
+    "tensorrt": "trt", "pycuda": "trt",
+    "scipy": "dev", "pytest": "dev",
+    # The runtime's own dependencies: a broken or partial install.
+    "numpy": "", "onnxruntime": "", "typer": "", "PIL": "", "tqdm": "", "rich": "",
+}
+
+
+def missing_module_message(e: BaseException) -> str | None:
+    """One line naming the extra that brings a module a command could not import, or None
+    when `e` is not an import failure of a known dependency (then it is a bug: traceback)."""
+    if not isinstance(e, ImportError) or not e.name:
+        return None
+    name = e.name
+    extra = None
+    for candidate in (name, *(name.rsplit(".", k)[0] for k in range(1, name.count(".") + 1))):
+        if candidate in MODULE_EXTRAS:
+            extra = MODULE_EXTRAS[candidate]
+            break
+    if extra is None:
+        return None
+    install = f"pip install '.[{extra}]'" if extra else "pip install ."
+    if extra == "trt":  # not on PyPI for Jetson: JetPack brings TensorRT, pycuda builds from source
+        install += " (on a Jetson TensorRT comes with JetPack: python3-libnvinfer)"
+    if isinstance(e, ModuleNotFoundError):
+        return f"this command needs {name}, which is not installed here: {install}"
+    # Installed but broken (a missing shared library, an incompatible version).
+    return f"{name} is installed but cannot be imported ({_one_line(e)}): reinstall it with {install}"
 
 
 def _one_line(e: BaseException) -> str:
@@ -77,6 +116,9 @@ def _register_stage_errors() -> None:
         ("stylegan_edge.training.official", ["OfficialPickleError"]),
         ("stylegan_edge.calibration.errors", ["CalibrationError"]),
         ("stylegan_edge.runtime.demo.errors", ["DemoError"]),
+        ("stylegan_edge.runtime.video", ["VideoSpecError"]),
+        ("stylegan_edge.runtime.images", ["OutputWriteError"]),
+        ("stylegan_edge.training.loop", ["TrainingError"]),
     ):
         mod = sys.modules.get(module)
         if mod is not None:

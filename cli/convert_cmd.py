@@ -35,5 +35,10 @@ def convert(
         imported = import_official(pickle_path)
     except OfficialPickleError as e:
         raise fail(str(e)) from None
-    save_imported(imported, out)
+    try:
+        save_imported(imported, out)
+    except OSError as e:  # a full disk or read-only folder: one line naming the file
+        if isinstance(e, FileNotFoundError | PermissionError):
+            raise
+        raise fail(f"{e.filename or out}: cannot write ({e.strerror or e})") from None
     typer.echo(imported.summary(out))

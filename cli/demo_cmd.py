@@ -15,6 +15,18 @@ from stylegan_edge.runtime.backends.base import BackendUnavailable
 from stylegan_edge.runtime.latents import parse_seeds
 
 from .common import one_line_errors, open_model, register_user_error
+from .generate_cmd import (
+    BACKENDS,
+    DEVICES,
+    NOISE_MODES,
+    PRECISIONS,
+    check_device,
+    choice_option,
+    float_option,
+    int_option,
+    seed_option,
+    seeds_option,
+)
 
 # Frames a headless run records from a source that never ends, when --max-frames is not given.
 HEADLESS_DEFAULT_FRAMES = 300
@@ -24,24 +36,24 @@ HEADLESS_DEFAULT_FRAMES = 300
 def demo(
     model: Annotated[str, typer.Argument(help="A bundle directory (onnxruntime/TensorRT) or a checkpoint (PyTorch).")],
     source: Annotated[str, typer.Option(help="Camera index (0), video file, image, GStreamer pipeline ('... ! appsink'), or synthetic.")] = "0",
-    mode: Annotated[str, typer.Option(help="pip: walking faces in a corner; replace-faces: a generated face over each detected face.")] = "pip",
+    mode: Annotated[str, typer.Option(help="pip: walking faces in a corner; replace-faces: a generated face over each detected face.", callback=choice_option(("pip", "replace-faces")))] = "pip",
     out: Annotated[Path | None, typer.Option(help="Record to this video (.mp4: mp4v, .avi: MJPG). Headless default: demo.mp4.")] = None,
     headless: Annotated[bool, typer.Option("--headless", help="No window (servers, CI): record --out.")] = False,
-    max_frames: Annotated[int | None, typer.Option(help=f"Stop after N frames (headless default for endless sources: {HEADLESS_DEFAULT_FRAMES}; 0: no limit).")] = None,
-    seeds: Annotated[str, typer.Option(help="The walk's keyframes, e.g. 0-15.")] = "0-15",
-    seconds_per_seed: Annotated[float, typer.Option(help="Seconds from one keyframe to the next.")] = 2.0,
-    psi: Annotated[float | None, typer.Option(help="Truncation psi (default: the model's); +/- change it live.")] = None,
-    noise: Annotated[str, typer.Option(help="const, random or none; n cycles it live.")] = "const",
-    mix_seed: Annotated[int, typer.Option(help="Second seed whose coarse/middle/fine styles keys 1/2/3 mix in.")] = 1000,
-    size: Annotated[int, typer.Option(help="Picture-in-picture size in pixels.")] = 256,
-    fps: Annotated[float | None, typer.Option(help="Output video rate, and the pace of file/synthetic sources (default: the source's, else 30).")] = None,
+    max_frames: Annotated[int | None, typer.Option(help=f"Stop after N frames (headless default for endless sources: {HEADLESS_DEFAULT_FRAMES}; 0: no limit).", callback=int_option(0))] = None,
+    seeds: Annotated[str, typer.Option(help="The walk's keyframes, e.g. 0-15.", callback=seeds_option)] = "0-15",
+    seconds_per_seed: Annotated[float, typer.Option(help="Seconds from one keyframe to the next.", callback=float_option(0.0, 3600.0, lo_open=True))] = 2.0,
+    psi: Annotated[float | None, typer.Option(help="Truncation psi (default: the model's); +/- change it live.", callback=float_option(-16.0, 16.0))] = None,
+    noise: Annotated[str, typer.Option(help="const, random or none; n cycles it live.", callback=choice_option(NOISE_MODES))] = "const",
+    mix_seed: Annotated[int, typer.Option(help="Second seed whose coarse/middle/fine styles keys 1/2/3 mix in.", callback=seed_option)] = 1000,
+    size: Annotated[int, typer.Option(help="Picture-in-picture size in pixels.", callback=int_option(16, 4096))] = 256,
+    fps: Annotated[float | None, typer.Option(help="Output video rate, and the pace of file/synthetic sources (default: the source's, else 30).", callback=float_option(0.0, 1000.0, lo_open=True))] = None,
     camera_size: Annotated[str | None, typer.Option(help="WxH: camera resolution to ask for (default 640x480), synthetic frame size, or resize for files.")] = None,
-    detect_every: Annotated[int, typer.Option(help="replace-faces: run the face detector every N frames (tracks coast between).")] = 2,
+    detect_every: Annotated[int, typer.Option(help="replace-faces: run the face detector every N frames (tracks coast between).", callback=int_option(1, 10_000))] = 2,
     realtime: Annotated[bool, typer.Option(help="Pace file and synthetic sources at --fps like a camera (--no-realtime: as fast as possible).")] = True,
     snapshots: Annotated[Path, typer.Option(help="Folder for snapshots (key s).")] = Path("."),
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, or torch (checkpoints).")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (bundles that have them).")] = "fp32",
-    device: Annotated[str, typer.Option(help="onnxruntime device: auto, cpu, cuda, tensorrt.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, or torch (checkpoints).", callback=choice_option(BACKENDS))] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (bundles that have them).", callback=choice_option(PRECISIONS))] = "fp32",
+    device: Annotated[str, typer.Option(help="onnxruntime device: auto, cpu, cuda, tensorrt.", callback=choice_option(DEVICES))] = "auto",
 ) -> None:
     """Real-time demo: faces walking through W over a camera (pip), or a local face anonymiser (replace-faces).
 
@@ -63,6 +75,7 @@ def demo(
     )
 
     register_user_error(DemoError)
+    check_device(model, backend, device)
     note = ""
     if not headless:
         problem = display_problem()

@@ -2,45 +2,200 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from stylegan_edge.runtime.backends.base import BackendUnavailable
+from stylegan_edge.runtime.bundle import PRECISIONS
+from stylegan_edge.runtime.generator import NOISE_MODES
+from stylegan_edge.runtime.images import OutputWriteError
 from stylegan_edge.runtime.latents import parse_floats, parse_seeds
 
-from .common import one_line_errors, open_model, progress_bar
+from .common import fail, is_bundle, one_line_errors, open_model, progress_bar, register_user_error
+
+register_user_error(OutputWriteError)  # a full disk or read-only folder: one line naming the file
+
+# --- option checks, shared by every command but train and export ---------------------------------
+# Typer's own min=/max= print a framed usage box, and a float range lets NaN through (every
+# comparison with NaN is false); these callbacks print the project's one `error:` line instead.
+
+SEED_MAX = 2**32 - 1  # RandomState seeds, as in the official scripts
+MAX_SEEDS = 1_000_000  # a seed list is expanded in memory; past this it is a typo
+
+
+def _name(param: typer.CallbackParam) -> str:
+    return max(param.opts, key=len) if param.opts else param.name or "option"
+
+
+def int_option(lo: int | None = None, hi: int | None = None) -> Callable[..., Any]:
+    """A callback refusing integers outside [lo, hi] (None: open) with one line."""
+
+    def check(param: typer.CallbackParam, value: int | None) -> int | None:
+        if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+            span = f"in [{lo}, {hi}]" if lo is not None and hi is not None else f">= {lo}" if lo is not None else f"<= {hi}"
+            raise fail(f"{_name(param)} must be {span}, got {value}")
+        return value
+
+    return check
+
+
+def float_option(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[..., Any]:
+    """A callback refusing NaN, infinity and numbers outside [lo, hi] ((lo, hi] with lo_open)."""
+
+    def check(param: typer.CallbackParam, value: float | None) -> float | None:
+        if value is None:
+            return value
+        low_bad = lo is not None and (value <= lo if lo_open else value < lo)
+        if not math.isfinite(value) or low_bad or (hi is not None and value > hi):
+            left = "(" if lo_open else "["
+            span = f"in {left}{lo:g}, {hi:g}]" if lo is not None and hi is not None else \
+                f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else "finite"
+            raise fail(f"{_name(param)} must be a finite number {span}, got {value}")
+        return value
+
+    return check
+
+
+def choice_option(choices: Sequence[str]) -> Callable[..., Any]:
+    def check(param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise fail(f"{_name(param)} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+def list_option(choices: Sequence[str]) -> Callable[..., Any]:
+    """Comma lists whose every item is one of `choices`."""
+
+    def check(param: typer.CallbackParam, value: str) -> str:
+        items = [t.strip() for t in value.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise fail(f"{_name(param)} takes a comma list of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+def seeds_option(param: typer.CallbackParam, value: str | None) -> str | None:
+    """Seed lists: every number a 32-bit seed, and no more than MAX_SEEDS of them, checked before
+    the list is expanded (a range like 0-99999999999 would fill memory)."""
+    if value is None:
+        return value
+    total = 0
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise fail(f"{_name(param)}: bad seed list {value!r}: use numbers and ranges like 0-15,20")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        if max(a, b) > SEED_MAX:
+            raise fail(f"{_name(param)}: seed {max(a, b)} is out of range: seeds must be in [0, {SEED_MAX}] (2**32-1)")
+        if b < a:
+            raise fail(f"{_name(param)}: bad seed range {part!r}: the end is before the start")
+        total += b - a + 1
+    if total == 0:
+        raise fail(f"{_name(param)}: no seeds given")
+    if total > MAX_SEEDS:
+        raise fail(f"{_name(param)} selects {total:,} seeds; at most {MAX_SEEDS:,} at a time")
+    return value
+
+
+def seed_option(param: typer.CallbackParam, value: int | None) -> int | None:
+    return int_option(0, SEED_MAX)(param, value)
+
+
+def floats_option(param: typer.CallbackParam, value: str) -> str:
+    """Comma lists of finite numbers (psi sweeps)."""
+    items = [t.strip() for t in value.split(",") if t.strip()]
+    try:
+        numbers = [float(t) for t in items]
+    except ValueError:
+        raise fail(f"{_name(param)}: bad number list {value!r}: use comma-separated numbers like -1,-0.5,0") from None
+    if not numbers or not all(math.isfinite(x) for x in numbers):
+        raise fail(f"{_name(param)} must be a comma list of finite numbers, got {value!r}")
+    return value
+
+
+def check_device(model: str | Path, backend: str, device: str) -> None:
+    """--device cuda / tensorrt where this machine has neither: one line before any model loads."""
+    if device in ("auto", "cpu"):
+        return
+    if not is_bundle(model) or backend == "torch":
+        if device != "cuda":
+            raise BackendUnavailable(f"--device {device} is for bundles; a checkpoint runs in PyTorch on cpu or cuda")
+        try:
+            import torch
+        except ImportError:
+            return  # open_model says that PyTorch is missing
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("--device cuda: PyTorch sees no CUDA device here; use --device cpu")
+        return
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return  # the backend says that onnxruntime is missing
+    provider = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[device]
+    if backend in ("auto", "onnxruntime") and provider not in ort.get_available_providers():
+        raise BackendUnavailable(
+            f"--device {device}: onnxruntime has no {provider} here (install onnxruntime-gpu with a matching CUDA); "
+            "use --device cpu"
+        )
+
+
+def check_cutoff(cutoff: int | None, num_layers: int) -> None:
+    """--cutoff above the model's style layers (known once the model is open)."""
+    if cutoff is not None and not 0 <= cutoff <= num_layers:
+        raise fail(f"--cutoff must be in [0, {num_layers}] for this model ({num_layers} style layers), got {cutoff}")
+
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 
 ModelArg = Annotated[str, typer.Argument(help="A bundle directory (onnxruntime/TensorRT) or a checkpoint (PyTorch).")]
-BackendOpt = Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, or torch (checkpoints).")]
-PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16 or int8 (bundles that have them).")]
-DeviceOpt = Annotated[str, typer.Option(help="onnxruntime device: auto, cpu, cuda, tensorrt.")]
-NoiseOpt = Annotated[str, typer.Option(help="const (the model's fixed noise), random, or none.")]
-PsiOpt = Annotated[float | None, typer.Option(help="Truncation psi (default: the model's, 0.7).")]
+BackendOpt = Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, or torch (checkpoints).",
+                                         callback=choice_option(BACKENDS))]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16 or int8 (bundles that have them).",
+                                           callback=choice_option(PRECISIONS))]
+DeviceOpt = Annotated[str, typer.Option(help="onnxruntime device: auto, cpu, cuda, tensorrt.",
+                                        callback=choice_option(DEVICES))]
+NoiseOpt = Annotated[str, typer.Option(help="const (the model's fixed noise), random, or none.",
+                                       callback=choice_option(NOISE_MODES))]
+PsiOpt = Annotated[float | None, typer.Option(help="Truncation psi (default: the model's, 0.7).",
+                                              callback=float_option(-16.0, 16.0))]
+CutoffOpt = Annotated[int | None, typer.Option(help="Truncate only the first N style layers.", callback=int_option(0))]
 
 
 @one_line_errors
 def generate(
     model: ModelArg,
-    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-15,42.")] = "0-7",
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-15,42.", callback=seeds_option)] = "0-7",
     psi: PsiOpt = None,
-    cutoff: Annotated[int | None, typer.Option(help="Truncate only the first N style layers.")] = None,
+    cutoff: CutoffOpt = None,
     noise: NoiseOpt = "const",
     out: Annotated[Path, typer.Option(help="Folder for one PNG per seed.")] = Path("out"),
     grid: Annotated[Path | None, typer.Option(help="Also write all images as one grid PNG.")] = None,
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
-    batch: Annotated[int, typer.Option(help="Images per engine call.")] = 8,
+    batch: Annotated[int, typer.Option(help="Images per engine call.", callback=int_option(1, 4096))] = 8,
 ) -> None:
     """Generate one PNG per seed (and optionally a grid)."""
     from stylegan_edge.runtime.images import make_grid, save_png
 
     seed_list = parse_seeds(seeds)
+    check_device(model, backend, device)
     g = open_model(model, backend, precision, device)
+    check_cutoff(cutoff, g.num_layers)
     with progress_bar(len(seed_list), "generating") as bar:
         images = g.generate(seeds=seed_list, psi=psi, cutoff=cutoff, noise=noise, batch_size=batch,
                             progress=bar.update)
-    out.mkdir(parents=True, exist_ok=True)
+    # Each PNG is written all or nothing (save_png); a full disk or read-only folder is one line.
     for seed, img in zip(seed_list, images):
         save_png(img, out / f"seed{seed:04d}.png")
     if grid:
@@ -53,8 +208,8 @@ def generate(
 @one_line_errors
 def mix(
     model: ModelArg,
-    rows: Annotated[str, typer.Option(help="Style-source seeds (source B, left column).")] = "1-3",
-    cols: Annotated[str, typer.Option(help="Destination seeds (source A, top row).")] = "10-14",
+    rows: Annotated[str, typer.Option(help="Style-source seeds (source B, left column).", callback=seeds_option)] = "1-3",
+    cols: Annotated[str, typer.Option(help="Destination seeds (source A, top row).", callback=seeds_option)] = "10-14",
     styles: Annotated[str, typer.Option(help="Layers taken from B: coarse, middle, fine, or A-B.")] = "coarse",
     psi: PsiOpt = None,
     noise: NoiseOpt = "const",
@@ -67,6 +222,7 @@ def mix(
     from stylegan_edge.runtime.figures import style_mixing_figure
     from stylegan_edge.runtime.images import save_png
 
+    check_device(model, backend, device)
     g = open_model(model, backend, precision, device)
     fig = style_mixing_figure(g, parse_seeds(rows), parse_seeds(cols), styles, psi, noise)
     save_png(fig, out)
@@ -76,8 +232,8 @@ def mix(
 @one_line_errors
 def noise_cmd(
     model: ModelArg,
-    seed: Annotated[int, typer.Option(help="The seed whose w is held fixed.")] = 0,
-    draws: Annotated[int, typer.Option(help="Noise draws.")] = 6,
+    seed: Annotated[int, typer.Option(help="The seed whose w is held fixed.", callback=seed_option)] = 0,
+    draws: Annotated[int, typer.Option(help="Noise draws.", callback=int_option(2, 1024))] = 6,
     psi: PsiOpt = None,
     out: Annotated[Path, typer.Option(help="PNG file.")] = Path("noise.png"),
     backend: BackendOpt = "auto",
@@ -88,6 +244,7 @@ def noise_cmd(
     from stylegan_edge.runtime.figures import noise_figure
     from stylegan_edge.runtime.images import save_png
 
+    check_device(model, backend, device)
     g = open_model(model, backend, precision, device)
     save_png(noise_figure(g, seed, draws, psi), out)
     typer.echo(f"wrote {out} ({draws} noise draws and their standard deviation)")
@@ -96,9 +253,9 @@ def noise_cmd(
 @one_line_errors
 def truncation(
     model: ModelArg,
-    seeds: Annotated[str, typer.Option(help="Seeds (rows).")] = "0-3",
-    psi: Annotated[str, typer.Option(help="psi values (columns).")] = "-1,-0.5,0,0.5,1",
-    cutoff: Annotated[int | None, typer.Option(help="Truncate only the first N style layers.")] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds (rows).", callback=seeds_option)] = "0-3",
+    psi: Annotated[str, typer.Option(help="psi values (columns).", callback=floats_option)] = "-1,-0.5,0,0.5,1",
+    cutoff: CutoffOpt = None,
     out: Annotated[Path, typer.Option(help="PNG file.")] = Path("truncation.png"),
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "fp32",
@@ -108,6 +265,8 @@ def truncation(
     from stylegan_edge.runtime.figures import truncation_figure
     from stylegan_edge.runtime.images import save_png
 
+    check_device(model, backend, device)
     g = open_model(model, backend, precision, device)
+    check_cutoff(cutoff, g.num_layers)
     save_png(truncation_figure(g, parse_seeds(seeds), parse_floats(psi), cutoff), out)
     typer.echo(f"wrote {out}")

@@ -16,6 +16,8 @@ from .export_cmd import export
 from .generate_cmd import generate, mix, noise_cmd, truncation
 from .info_cmd import info
 from .train_cmd import train
+from .verify_cmd import verify
+from .video_cmd import video
 
 app = typer.Typer(
     name="stylegan",
@@ -25,7 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for command in (info, train, convert, export, calibrate, fidelity, generate, mix, truncation, bench, demo):
+for command in (info, train, convert, export, calibrate, fidelity, generate, mix, truncation, bench, demo, verify,
+                video):
     app.command()(command)
 app.command("noise")(noise_cmd)
 

@@ -1,4 +1,8 @@
-"""`stylegan train`: train (or resume) a StyleGAN with a progress bar counted in kimg."""
+"""`stylegan train`: train (or resume) a StyleGAN with a progress bar counted in kimg.
+
+Every option is range-checked (by TrainConfig, so the Python API refuses the same values) before
+anything is written; bad input and disk faults are one `error:` line and exit 1; Ctrl-C saves a
+checkpoint and exits 130, as an interrupted program does."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .common import one_line_errors
+from .common import one_line_errors, register_user_error
 
 
 @one_line_errors
@@ -40,10 +44,11 @@ def train(
     import dataclasses
 
     from stylegan_edge.training.config import get_preset
-    from stylegan_edge.training.loop import TrainConfig, TrainEvent
+    from stylegan_edge.training.loop import TrainConfig, TrainEvent, TrainingError, resolve_device
     from stylegan_edge.training.loop import train as run_training
     from tqdm.auto import tqdm
 
+    register_user_error(TrainingError)
     model_cfg = get_preset(preset)
     if no_mapping or latent_input or no_noise:
         model_cfg = dataclasses.replace(
@@ -57,9 +62,16 @@ def train(
         fid_model=str(fid_model) if fid_model else None, workers=workers,
         device=device,
     )
-    bar = tqdm(total=round(kimg * 1000), unit="img", unit_scale=True, desc="training", dynamic_ncols=True)
+    resolve_device(cfg.device)  # --device cuda without CUDA: one line before anything starts
+    bars: list[tqdm] = []  # made at the first event, so an error before training is the only output
+    interrupted = False
 
     def on_event(e: TrainEvent) -> None:
+        nonlocal interrupted
+        if not bars:
+            bars.append(tqdm(total=round(cfg.kimg * 1000), unit="img", unit_scale=True, desc="training",
+                             dynamic_ncols=True))
+        bar = bars[0]
         bar.n = min(round(e.kimg * 1000), bar.total)
         if e.kind == "step":
             bar.set_postfix({k: f"{v:.3f}" for k, v in e.stats.items()}, refresh=False)
@@ -68,9 +80,17 @@ def train(
             bar.write(f"kimg {e.kimg:8.1f}  " + "  ".join(f"{k} {v:.3f}" for k, v in e.stats.items()))
         elif e.kind == "resumed":
             bar.write(f"resumed from {e.path} at kimg {e.kimg:.1f}")
-        elif e.kind in ("snapshot", "done", "interrupted"):
-            bar.write(f"kimg {e.kimg:8.1f}  saved {e.path}" + ("  (interrupted)" if e.kind == "interrupted" else ""))
+        elif e.kind in ("snapshot", "done", "interrupted", "stopped"):
+            note = {"interrupted": "  (interrupted)", "stopped": "  (stopped by a bad image)"}.get(e.kind, "")
+            bar.write(f"kimg {e.kimg:8.1f}  saved {e.path}{note}")
+        interrupted = interrupted or e.kind == "interrupted"
 
-    model_path = run_training(cfg, model_cfg, resume=resume, callback=on_event)
-    bar.close()
+    try:
+        model_path = run_training(cfg, model_cfg, resume=resume, callback=on_event)
+    finally:
+        for bar in bars:
+            bar.close()
     typer.echo(f"model: {model_path}  (export it with: stylegan-export {model_path} --out model.sgbundle)")
+    if interrupted:
+        typer.echo(f"interrupted: continue with the same command and --resume (saved in {out})", err=True)
+        raise typer.Exit(130)

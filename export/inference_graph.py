@@ -28,13 +28,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from stylegan_edge.training.networks import (
+    INSTANCE_NORM_EPS,
     LRELU_SLOPE,
+    PIXEL_NORM_EPS,
     EqualConv2d,
     MappingNetwork,
     SynthesisLayer,
     SynthesisNetwork,
     UpConv2d,
-    pixel_norm,
 )
 from torch import nn
 
@@ -177,10 +178,12 @@ class InferenceLayer(nn.Module):
                 x = x + F.conv2d(noise, self.noise_strength)
             else:
                 x = x + noise * self.noise_strength
-        x = F.instance_norm(F.leaky_relu(x, LRELU_SLOPE), eps=1e-8)
-        scale = F.linear(w, self.scale_w, self.scale_b)
-        shift = F.linear(w, self.shift_w, self.shift_b)
-        return x * scale[:, :, None, None] + shift[:, :, None, None]
+        x = F.instance_norm(F.leaky_relu(x, LRELU_SLOPE), eps=INSTANCE_NORM_EPS)
+        # A reshape to [B, C, 1, 1], not a two-axis Unsqueeze, which OpenCV's importer refuses.
+        c = self.scale_b.shape[0]
+        scale = F.linear(w, self.scale_w, self.scale_b).view(-1, c, 1, 1)
+        shift = F.linear(w, self.shift_w, self.shift_b).view(-1, c, 1, 1)
+        return x * scale + shift
 
 
 class InferenceSynthesis(nn.Module):
@@ -208,9 +211,12 @@ class InferenceSynthesis(nn.Module):
         n = self.num_layers
         ws, noise = inputs[:n], (inputs[n:] if self.use_noise else [None] * n)
         if self.const_input:
-            x = self.const.expand(ws[0].shape[0], -1, -1, -1)
+            # [1, C, 4, 4]: the first noise sum or style product broadcasts it to the batch. An
+            # explicit expand exports as Shape(start, end), which TensorRT 8.6's parser and
+            # OpenCV's importer misread (both ignore start/end).
+            x = self.const
         else:
-            x = self.input_dense(ws[0]).view(ws[0].shape[0], -1, 4, 4) + self.first_bias
+            x = self.input_dense(ws[0]).view(-1, self.first_bias.shape[1], 4, 4) + self.first_bias
         for layer, w, nz in zip(self.layers, ws, noise):
             x = layer(x, w, nz)
         return self.to_rgb(x)
@@ -230,18 +236,32 @@ class ReferenceSynthesis(nn.Module):
 
 
 class InferenceMapping(nn.Module):
-    """z -> w with the equalised-learning-rate gains folded into plain weights."""
+    """z -> w with the equalised-learning-rate gains folded into plain weights.
 
-    def __init__(self, mapping: MappingNetwork) -> None:
+    The pixel norm `z * rsqrt(mean(z^2) + eps)` is written as `z * sqrt(n) * rsqrt(sum(z^2) + n * eps)`
+    with the sum as a matrix product by ones:
+    - no ReduceMean: from opset 18 its axes are an input, which TensorRT 8.6's parser ignores
+      (it then averages over the batch too);
+    - the epsilon survives export: the exporter's optimiser treats an added constant within 1e-8
+      of zero as `+ 0` and drops it (onnxscript's pattern constants, abs_tol=1e-8), which made
+      z = 0 map to NaN. `n * eps` is above that tolerance for every n > 1, and export checks that
+      every normalisation in the graph kept a positive epsilon.
+    """
+
+    def __init__(self, mapping: MappingNetwork, eps: float = PIXEL_NORM_EPS) -> None:
         super().__init__()
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for layer in mapping.layers:
             self.weights.append(nn.Parameter(layer.weight.detach() * layer.weight_gain, requires_grad=False))
             self.biases.append(nn.Parameter(layer.bias.detach() * layer.bias_gain, requires_grad=False))
+        n = mapping.layers[0].weight.shape[1]
+        self.register_buffer("ones", torch.ones(n, 1))
+        self.sum_eps = n * eps
+        self.sqrt_n = float(n) ** 0.5
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = pixel_norm(z)
+        x = z * (torch.rsqrt(torch.matmul(z * z, self.ones) + self.sum_eps) * self.sqrt_n)
         for w, b in zip(self.weights, self.biases):
             x = F.leaky_relu(F.linear(x, w, b), LRELU_SLOPE)
         return x

@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 import torch
 from stylegan_edge.runtime.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, noise_input, w_input
+from stylegan_edge.runtime.files import sha256_file
 from stylegan_edge.training.config import ModelConfig
 from stylegan_edge.training.flops import model_gflops
 from stylegan_edge.training.networks import Generator
@@ -50,9 +51,16 @@ class ExportError(RuntimeError):
     """Export failed; the message is one line."""
 
 
+# Opset 17 is the newest that every supported reader takes as meant: TensorRT 8.6 (JetPack 6.0)
+# documents operators up to opset 17, and opset 18 moved the reduction axes to an input that its
+# parser ignores. Opset 18 is kept for readers that want it.
+SUPPORTED_OPSETS = (17, 18)
+NATIVE_OPSET = 18  # what torch.onnx's dynamo exporter writes without converting
+
+
 @dataclass(frozen=True)
 class ExportConfig:
-    opset: int = 18
+    opset: int = 17
     graph: str = "inference"  # "inference": sub-pixel upsampling, folded constants; "reference": as trained
     options: GraphOptions = GraphOptions()  # spelling of the inference graph, chosen by measurement
     verify_batch: int = 2
@@ -76,8 +84,10 @@ def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], name
         previous = logging.getLogger("torch").level
         logging.getLogger("torch").setLevel(logging.ERROR)
         try:
+            # Exported at the exporter's native opset, so that every node still carries the module
+            # scope it is named after; converted to the requested opset afterwards.
             program = torch.onnx.export(
-                module, args, None, input_names=names, output_names=[output], opset_version=opset,
+                module, args, None, input_names=names, output_names=[output], opset_version=NATIVE_OPSET,
                 dynamo=True, optimize=True, verbose=False,
                 dynamic_shapes=(tuple({0: batch} for _ in names),) if len(names) > 1 else ({0: batch},),
             )
@@ -86,6 +96,14 @@ def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], name
     model = program.model_proto
     merge_chained_slices(model)
     name_nodes_by_module(model)
+    unshare_initializers(model)
+    if opset != default_opset(model):
+        try:
+            model = onnx.version_converter.convert_version(model, opset)
+        except Exception as e:  # the converter raises bare RuntimeErrors from C++
+            raise ExportError(f"{path.name}: cannot be written at opset {opset}: {str(e).splitlines()[0]}") from None
+        if default_opset(model) != opset:
+            raise ExportError(f"{path.name}: cannot be written at opset {opset}")
     # The dynamo exporter names the batch axis after the first input it met; give it one name.
     for value in list(model.graph.input) + list(model.graph.output):
         dim = value.type.tensor_type.shape.dim[0]
@@ -133,6 +151,30 @@ def merge_chained_slices(model: onnx.ModelProto) -> int:
     return merged
 
 
+def unshare_initializers(model: onnx.ModelProto) -> int:
+    """Give every node its own copy of an initializer that several nodes read. The optimiser merges
+    equal constants (in an untrained model a style bias of ones and an instance norm's scale),
+    and OpenCV's importer then misreads the nodes that share one."""
+    g = model.graph
+    by_name = {i.name: i for i in g.initializer}
+    seen: set[str] = set()
+    copies = 0
+    for node in g.node:
+        for j, name in enumerate(node.input):
+            if name not in by_name:
+                continue
+            if name not in seen:
+                seen.add(name)
+                continue
+            copy = onnx.TensorProto()
+            copy.CopyFrom(by_name[name])
+            copy.name = f"{name}.{node.name or copies}"
+            g.initializer.append(copy)
+            node.input[j] = copy.name
+            copies += 1
+    return copies
+
+
 def name_nodes_by_module(model: onnx.ModelProto) -> None:
     """Name every node after the module it came from (`layers.5/InstanceNormalization`,
     `layers.5/Conv_1`), so precision plans, TensorRT layer names and profiles read as the model."""
@@ -156,6 +198,55 @@ def name_nodes_by_module(model: onnx.ModelProto) -> None:
         node.name = base if k == 0 else f"{base}_{k}"
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+_PASS_THROUGH = ("Cast", "Identity")
+_EPS_NORMS = ("InstanceNormalization", "LayerNormalization", "BatchNormalization")
+
+
+def normalisations_without_epsilon(model: onnx.ModelProto) -> list[str]:
+    """Nodes that divide by a norm with no positive constant added first (a lost epsilon turns a
+    zero input into NaN). A Sqrt must read an Add of a positive constant; a Reciprocal or Div
+    must read such an Add or a checked Sqrt; normalisation operators need epsilon > 0."""
+    g = model.graph
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
+    for node in g.node:
+        if node.op_type == "Constant" and node.attribute:
+            consts[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+    producer = {o: n for n in g.node for o in n.output}
+
+    def source(name: str) -> onnx.NodeProto | None:
+        node = producer.get(name)
+        while node is not None and node.op_type in _PASS_THROUGH:
+            node = producer.get(node.input[0])
+        return node
+
+    def adds_positive_constant(node: onnx.NodeProto | None) -> bool:
+        return node is not None and node.op_type == "Add" and any(
+            i in consts and consts[i].size > 0 and float(np.min(consts[i])) > 0 for i in node.input)
+
+    bad = []
+    for node in g.node:
+        if node.op_type == "Sqrt":
+            ok = adds_positive_constant(source(node.input[0]))
+        elif node.op_type in ("Reciprocal", "Div"):
+            divisor = node.input[0] if node.op_type == "Reciprocal" else node.input[1]
+            if divisor in consts:
+                continue
+            src = source(divisor)
+            ok = adds_positive_constant(src) or (src is not None and src.op_type == "Sqrt")
+        elif node.op_type in _EPS_NORMS:
+            eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)  # the operators' default
+            ok = eps > 0
+        else:
+            continue
+        if not ok:
+            bad.append(node.name or node.op_type)
+    return bad
+
+
 def _check_onnx(path: Path) -> list[str]:
     """Full checker, strict shape inference and the operator policy; returns the op types."""
     try:
@@ -164,6 +255,9 @@ def _check_onnx(path: Path) -> list[str]:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ExportError(f"{path.name} fails the ONNX checker: {str(e).splitlines()[0]}") from None
     model = onnx.load(os.fspath(path))
+    lost = normalisations_without_epsilon(model)
+    if lost:
+        raise ExportError(f"{path.name}: normalisation without a positive epsilon at {', '.join(lost)}")
     ops = sorted({n.op_type for n in model.graph.node})
     bad = [op for op in ops if op in RANDOM_OPS or op not in ALLOWED_OPS]
     if bad:
@@ -186,13 +280,38 @@ def _synthesis_inputs(cfg: ModelConfig, batch: int, gen: torch.Generator) -> tup
 
 
 def _max_error(path: Path, names: list[str], tensors: list[torch.Tensor], reference: torch.Tensor) -> float:
+    """Largest absolute difference from PyTorch, NaN where either side is not finite (so that it
+    never passes a `<=` test)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
     out = sess.run(None, {k: v.numpy() for k, v in zip(names, tensors)})[0]
-    return float(np.abs(out - reference.numpy()).max())
+    ref = reference.numpy()
+    if not (np.isfinite(out).all() and np.isfinite(ref).all()):
+        return float("nan")
+    return float(np.abs(out - ref).max())
+
+
+def edge_latents(z_dim: int, gen: torch.Generator) -> torch.Tensor:
+    """z at the edges of the input space: zero, a tiny norm, a huge norm (|z| up to 1e15 keeps the
+    sum of squares finite in FP32)."""
+    direction = torch.randn(1, z_dim, generator=gen)
+    return torch.cat([torch.zeros(1, z_dim), direction * 1e-20, direction * 1e15])
+
+
+def _non_finite_tensor(G: Generator) -> str | None:
+    for name, t in list(G.named_parameters()) + list(G.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+def file_records(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """SHA-256 and size of each file, recorded in meta.json so that a bundle with a swapped or
+    damaged graph is refused when it is opened."""
+    return {n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in names}
 
 
 def model_meta(G: Generator) -> dict[str, Any]:
@@ -255,6 +374,10 @@ def export_bundle(
         raise ExportError(f"cannot write to {out.parent}: {e.strerror or e}") from None
     G = G.eval().cpu()
     mc = G.cfg
+    bad = _non_finite_tensor(G)
+    if bad is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"the generator's {bad} holds NaN or infinite values; refusing to export it")
     gen = torch.Generator().manual_seed(12345)
     try:
         t0 = time.perf_counter()
@@ -272,29 +395,39 @@ def export_bundle(
         ops = {name: _check_onnx(tmp / name) for name in ("mapping.onnx", "synthesis.onnx")}
         log("checker and shape inference: passed")
 
-        # Verify on fresh inputs (not the ones traced with) against the model as trained.
+        # Verify on fresh inputs (not the ones traced with) against the model as trained, and at
+        # the edges: z = 0, tiny and huge z; w = w_avg in every layer with all-zero noise.
         with torch.no_grad():
-            z = torch.randn(cfg.verify_batch + 1, mc.z_dim, generator=gen)
+            z = torch.cat([torch.randn(cfg.verify_batch + 1, mc.z_dim, generator=gen), edge_latents(mc.z_dim, gen)])
             names, tensors = _synthesis_inputs(mc, cfg.verify_batch + 1, gen)
-            w_ref = G.mapping(z)
             n = mc.num_layers
+            tensors[:n] = [torch.cat([t, G.w_avg.view(1, -1)]) for t in tensors[:n]]
+            tensors[n:] = [torch.cat([t, torch.zeros_like(t[:1])]) for t in tensors[n:]]
+            w_ref = G.mapping(z)
             img_ref = G.synthesis.run_layers(tensors[:n], tensors[n:] if mc.use_noise else [None] * n)
         errors = {
             "mapping.onnx": _max_error(tmp / "mapping.onnx", ["z"], [z], w_ref),
             "synthesis.onnx": _max_error(tmp / "synthesis.onnx", names, tensors, img_ref),
         }
-        worst = max(errors.values())
-        scale = float(img_ref.abs().max())
-        if worst > cfg.tolerance * max(1.0, scale):
-            raise ExportError(f"ONNX differs from PyTorch by {worst:.2e} (tolerance {cfg.tolerance:g})")
-        log(f"onnxruntime vs PyTorch on fresh inputs: max abs error {worst:.1e}")
+        for name, ref in (("mapping.onnx", w_ref), ("synthesis.onnx", img_ref)):
+            allowed = cfg.tolerance * max(1.0, float(ref.abs().max()))
+            if not errors[name] <= allowed:  # also true for NaN
+                raise ExportError(f"{name} differs from PyTorch by {errors[name]:.2e} (tolerance {allowed:.1e}; "
+                                  "fresh random inputs and inputs at the edges)")
+        log(f"onnxruntime vs PyTorch on fresh and edge inputs: max abs error {max(errors.values()):.1e}")
 
+        files = ["mapping.onnx", "synthesis.onnx"]
         if mc.use_noise:
             consts = G.synthesis.make_noise(1, "const")
             np.savez(tmp / "noise_const.npz", **{noise_input(i): t.numpy() for i, t in enumerate(consts)})
+            files.append("noise_const.npz")
         meta = build_meta(G, cfg, source or {}, ops, errors)
+        meta["files"] = file_records(tmp, files)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(f"cannot write the bundle {out}: {e.strerror or e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

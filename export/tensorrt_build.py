@@ -31,7 +31,7 @@ from stylegan_edge.runtime.engine_meta import (
 )
 from stylegan_edge.runtime.files import atomic_write_bytes, sha256_bytes, sha256_file
 
-from .trt_plan import STRONGLY_TYPED, BuildPlan, layer_node_name, pin_matches, plan_build, plan_builds
+from .trt_plan import STRONGLY_TYPED, BuildPlan, LayerInfo, layer_nodes, pinned_layers, plan_build, plan_builds
 
 Log = Callable[[str], None]
 
@@ -125,17 +125,31 @@ def _parse(trt: ModuleType, plan: BuildPlan, network: Any, logger: Any) -> Any:
     return parser
 
 
+def network_layers(network: Any) -> list[LayerInfo]:
+    """Name, type, metadata and tensor names of every layer of a parsed network."""
+    out = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        ins = [layer.get_input(j) for j in range(layer.num_inputs)]
+        outs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        out.append(LayerInfo(layer.name, layer.type.name, getattr(layer, "metadata", None),
+                             tuple(t.name for t in ins if t is not None), tuple(t.name for t in outs if t is not None)))
+    return out
+
+
 def apply_fp32_pins(trt: ModuleType, network: Any, plan: BuildPlan, log: Log) -> list[str]:
-    """Pin the plan's layers to FP32 (weak-typed builds); returns the pinned layers' names."""
+    """Pin the plan's layers to FP32 (weak-typed builds); returns the pinned layers' names.
+
+    Helper layers the parser adds without a name belong to their node through the graph
+    (trt_plan.layer_nodes); on the INT8 path layers fed by DequantizeLinear are left alone."""
     if plan.pins.empty:
         return []
     floats = {trt.DataType.FLOAT, trt.DataType.HALF}
+    infos = network_layers(network)
+    nodes = layer_nodes(infos)
     pinned, matched_nodes = [], set()
-    for i in range(network.num_layers):
+    for i in pinned_layers(plan.pins, infos, avoid_quantized=plan.precision == "int8"):
         layer = network.get_layer(i)
-        metadata = getattr(layer, "metadata", None)
-        if not pin_matches(plan.pins, layer.name, layer.type.name, metadata):
-            continue
         outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
         if not any(t.dtype in floats for t in outputs):
             continue  # shape arithmetic and the like: nothing to keep in FP32
@@ -143,10 +157,11 @@ def apply_fp32_pins(trt: ModuleType, network: Any, plan: BuildPlan, log: Log) ->
         for j, t in enumerate(outputs):
             if t.dtype in floats:
                 layer.set_output_type(j, trt.float32)
-        pinned.append(layer.name)
-        node = layer_node_name(layer.name, metadata)
-        matched_nodes.add(node if node is not None else layer.name)
-    unmatched = sorted(n for n in plan.pins.nodes if n not in matched_nodes
+        pinned.append(infos[i].name)
+        matched_nodes.add(nodes[i] if nodes[i] is not None else infos[i].name)
+    quantized = {n for i, n in enumerate(nodes) if n is not None and plan.precision == "int8"
+                 and i not in set(pinned_layers(plan.pins, infos))}
+    unmatched = sorted(n for n in plan.pins.nodes if n not in matched_nodes and n not in quantized
                        and not any(m.startswith(n + "_") for m in matched_nodes))
     if unmatched:
         log(f"warning: {len(unmatched)} precision-plan node(s) match no TensorRT layer of {plan.onnx.name} "
@@ -275,19 +290,30 @@ def build_engines(
     log = log or (lambda _msg: None)
     bundle = open_bundle(bundle_path)
     trt = import_tensorrt(bundle.path, precisions[0] if precisions else "fp16")
-    from stylegan_edge.runtime.backends.cuda import CudaUnavailable, gpu_identity
+    from stylegan_edge.runtime.backends.cuda import CudaDevice, CudaError, CudaUnavailable
 
+    # TensorRT builds on the CUDA runtime's current device, which is device 0 unless a context is
+    # current on this thread: make device N's primary context current around the builds, so the
+    # engine is built (timed, tuned) on the GPU the sidecar names.
     try:
-        gpu = gpu_identity(device)
+        cuda_device = CudaDevice(device)
     except CudaUnavailable as e:
         raise BuildError(f"cannot identify the GPU the engines are for: {e}") from None
-    log(f"TensorRT {trt.__version__} on {gpu}; bundle {bundle.path}")
-    plans = plan_builds(trt, bundle, precisions, batch=batch, workspace_gb=workspace_gb, timing_cache=timing_cache)
-    engines = []
-    for plan in plans:
-        if not force and is_up_to_date(trt, plan, gpu):
-            log(f"{plan.engine.name}: up to date (built for {gpu}, TensorRT {trt.__version__})")
-        else:
-            build_engine(trt, plan, gpu=gpu, log=log)
-        engines.append(plan.engine)
+    gpu = cuda_device.info
+    try:
+        log(f"TensorRT {trt.__version__} on {gpu} (CUDA device {device}); bundle {bundle.path}")
+        plans = plan_builds(trt, bundle, precisions, batch=batch, workspace_gb=workspace_gb,
+                            timing_cache=timing_cache)
+        engines = []
+        with cuda_device.active():
+            for plan in plans:
+                if not force and is_up_to_date(trt, plan, gpu):
+                    log(f"{plan.engine.name}: up to date (built for {gpu}, TensorRT {trt.__version__})")
+                else:
+                    build_engine(trt, plan, gpu=gpu, log=log)
+                engines.append(plan.engine)
+    except CudaError as e:
+        raise BuildError(f"CUDA device {device}: {e}") from None
+    finally:
+        cuda_device.close()
     return engines

@@ -34,6 +34,7 @@ from stylegan_edge.runtime.bundle import (
     noise_input,
     onnx_filename,
     open_bundle,
+    strongly_typed_onnx_filename,
     w_input,
 )
 from stylegan_edge.runtime.engine_meta import sidecar_path
@@ -209,6 +210,98 @@ def pin_matches(pins: Fp32Pins, layer_name: str, layer_type: str, metadata: str 
     return bool(sep) and suffix.isdigit() and base in pins.nodes
 
 
+UNNAMED_PREFIX = "(Unnamed Layer* "
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What pinning needs of one network layer: name, LayerType member name, metadata and the
+    names of the tensors it reads and writes (network order)."""
+
+    name: str
+    type: str
+    metadata: str | None = None
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+def layer_nodes(layers: Sequence[LayerInfo]) -> list[str | None]:
+    """The ONNX node each layer came from, helper layers included.
+
+    The ONNX parsers (onnx-tensorrt release/8.6-GA ImporterContext.cpp `registerLayer`, 10.x the
+    same) name only the layer an importer registers and give it the metadata "[ONNX Layer: <node>]";
+    the helpers an importer adds (Gemm's bias add, InstanceNormalization's scale/bias reshapes,
+    Shape's cast and slice from 10.0) keep TensorRT's "(Unnamed Layer* N) [Type]" and no metadata.
+    A helper is given to a node by the graph: to the node of the layers that produce its tensor
+    inputs when they are one node (Gemm's bias add reads only the node's matrix product), else, when
+    it reads no layer's output (constant operands), to the node of the layers that consume it.
+    """
+    nodes: list[str | None] = []
+    for layer in layers:
+        node = layer_node_name(layer.name, layer.metadata)
+        if node is None and not layer.name.startswith(UNNAMED_PREFIX):
+            node = layer.name  # named without metadata (8.6 Q/DQ: setName only)
+        nodes.append(node)
+    producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
+    consumers: dict[str, list[int]] = {}
+    for i, layer in enumerate(layers):
+        for t in layer.inputs:
+            consumers.setdefault(t, []).append(i)
+    changed = True
+    while changed:
+        changed = False
+        for i, layer in enumerate(layers):
+            if nodes[i] is not None:
+                continue
+            feeding = [producer[t] for t in layer.inputs if t in producer and layers[producer[t]].type != "CONSTANT"]
+            if feeding:
+                owners = {nodes[j] for j in feeding}
+            else:
+                owners = {nodes[j] for t in layer.outputs for j in consumers.get(t, [])}
+            if len(owners) == 1 and None not in owners:
+                nodes[i] = owners.pop()
+                changed = True
+    return nodes
+
+
+def _fed_by_dequantize(index: int, layers: Sequence[LayerInfo], producer: dict[str, int]) -> bool:
+    """Whether a layer reads a DequantizeLinear output (directly or through shuffles): a quantised
+    layer that TensorRT fuses with its Q/DQ to run in INT8."""
+    seen, todo = set(), [index]
+    while todo:
+        i = todo.pop()
+        for t in layers[i].inputs:
+            j = producer.get(t)
+            if j is None or j in seen:
+                continue
+            seen.add(j)
+            if layers[j].type == "DEQUANTIZE":
+                return True
+            if layers[j].type == "SHUFFLE":
+                todo.append(j)
+    return False
+
+
+def pinned_layers(pins: Fp32Pins, layers: Sequence[LayerInfo], *, avoid_quantized: bool = False) -> list[int]:
+    """Indices of the layers a weak-typed build keeps in FP32: those of the plan's nodes (helper
+    layers included, see layer_nodes) and those of the pinned types. avoid_quantized (weak-typed
+    INT8, TensorRT 8.6): never a layer fed by DequantizeLinear, since pinning a quantised layer to
+    FP32 drops its INT8 or fails the build (the Q/DQ pair then has no INT8 consumer)."""
+    if pins.empty:
+        return []
+    nodes = layer_nodes(layers)
+    producer = {t: i for i, layer in enumerate(layers) for t in layer.outputs}
+    out = []
+    for i, layer in enumerate(layers):
+        node = nodes[i]
+        if not pin_matches(pins, node if node is not None else layer.name, layer.type):
+            continue
+        if avoid_quantized and _fed_by_dequantize(i, layers, producer):
+            continue
+        out.append(i)
+    return out
+
+
 def choose_pins(bundle: Bundle, path: str, precision: str) -> Fp32Pins:
     if path != WEAK_TYPED or precision == "fp32":
         return Fp32Pins("none")
@@ -273,12 +366,19 @@ def plan_build(
     if workspace_gb is not None and workspace_gb <= 0:
         raise PlanError(f"--workspace must be a positive number of GiB, got {workspace_gb}")
     batch = parse_batch(batch)
-    reduced = precision != "fp32" and bundle.has(onnx_filename(model, precision))
-    path = choose_build_path(trt, precision, reduced)
+    typed_name = strongly_typed_onnx_filename(model, precision)
+    reduced = precision != "fp32" and bundle.has(typed_name)
     notes: list[str] = []
+    if (precision == "int8" and not reduced and supports_strong_typing(trt) and not supports_weak_typing(trt)
+            and bundle.has(onnx_filename(model, "int8"))):
+        # TensorRT 11 without the FP16-based Q/DQ file: the FP32-based one still builds, slower.
+        typed_name, reduced = onnx_filename(model, "int8"), True
+        notes.append(f"{strongly_typed_onnx_filename(model, 'int8')} absent: strongly typed from {typed_name}, "
+                     "whose layers outside the quantised convolutions run FP32 (remake the INT8 files to fix)")
+    path = choose_build_path(trt, precision, reduced)
 
     if path == STRONGLY_TYPED:
-        onnx = bundle.onnx_path(model, precision)
+        onnx = bundle.path / typed_name
         network_flags = ["STRONGLY_TYPED"]
         builder_flags: list[str] = []
     elif precision == "int8":
@@ -289,6 +389,9 @@ def plan_build(
             raise PlanError(str(e)) from None
         network_flags = []
         builder_flags = ["INT8", "FP16"]
+        if supports_strong_typing(trt):
+            notes.append(f"{typed_name} absent: weak-typed INT8 from {onnx.name} (deprecated in TensorRT 10.12; "
+                         "remake the INT8 files to build strongly typed)")
     else:
         onnx = bundle.onnx_path(model, "fp32")
         network_flags = []

@@ -6,10 +6,11 @@
 """
 
 from .bundle import Bundle, BundleError, BundleMeta, open_bundle
-from .generator import NOISE_MODES, Generator, style_layers
+from .generator import NOISE_MODES, ArgumentError, Generator, GeneratorClosed, style_layers
 from .latents import lerp, parse_seeds, seed_to_z, seeds_to_z, slerp
 
 __all__ = [
-    "Bundle", "BundleError", "BundleMeta", "Generator", "NOISE_MODES", "lerp", "open_bundle", "parse_seeds",
+    "ArgumentError", "Bundle", "BundleError", "BundleMeta", "Generator", "GeneratorClosed", "NOISE_MODES", "lerp",
+    "open_bundle", "parse_seeds",
     "seed_to_z", "seeds_to_z", "slerp", "style_layers",
 ]

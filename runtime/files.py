@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:
@@ -23,6 +24,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def file_record(path: str | Path) -> dict[str, Any]:
+    """What a bundle's meta.json records of each file: {"sha256": hex digest, "bytes": size}."""
+    path = Path(path)
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 @contextlib.contextmanager

@@ -6,13 +6,17 @@ cutoff, style mixing by layer range, the three noise modes, and conversion to ui
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import numbers
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .backends import Backend, NoiseRequest, open_backend
+from .backends import Backend, BackendClosed, NoiseRequest, backend_options, open_backend
 from .bundle import Bundle, BundleError, BundleMeta, open_bundle
 from .images import to_uint8
 from .latents import lerp as _lerp
@@ -23,11 +27,50 @@ NOISE_MODES = ("const", "random", "none")
 STYLE_RANGES = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
 
 
+class ArgumentError(BundleError):
+    """A bad argument to the Python API; the message is one line naming the argument. A
+    BundleError (so the command line shows it as one line) and so a ValueError."""
+
+
+class GeneratorClosed(BackendClosed):
+    """The Generator was closed (perhaps by another thread); nothing more runs on it."""
+
+
+def finite_array(value: Any, name: str, shape_hint: str = "") -> np.ndarray:
+    """`value` as float32, refusing what is not numbers and NaN/inf (which would give black images
+    without an error)."""
+    try:
+        a = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):
+        raise ArgumentError(f"{name} must be an array of numbers{shape_hint}") from None
+    if not np.isfinite(a).all():
+        raise ArgumentError(f"{name} holds NaN or inf (or values beyond float32 range)")
+    return a
+
+
+def finite_float(value: Any, name: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)):
+        raise ArgumentError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def bounded_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ArgumentError(f"{name} must be an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        raise ArgumentError(f"{name} must be {'at least ' + str(lo) if hi is None else f'in {lo}..{hi}'}, "
+                            f"got {value}")
+    return int(value)
+
+
 def style_layers(spec: str | Sequence[int], layer_resolutions: Sequence[int]) -> list[int]:
     """Layer indices for 'coarse' | 'middle' | 'fine' | 'A-B' (inclusive) | explicit indices."""
     n = len(layer_resolutions)
     if not isinstance(spec, str):
-        layers = sorted({int(i) for i in spec})
+        try:
+            layers = sorted({bounded_int(i, "style layer", 0, n - 1) for i in spec})
+        except TypeError:
+            raise ArgumentError(f"styles must be coarse, middle, fine, A-B or layer indices, got {spec!r}") from None
     elif spec in STYLE_RANGES:
         lo, hi = STYLE_RANGES[spec]
         layers = [i for i, r in enumerate(layer_resolutions) if lo <= r <= hi]
@@ -35,10 +78,12 @@ def style_layers(spec: str | Sequence[int], layer_resolutions: Sequence[int]) ->
         try:
             a, b = (int(v) for v in spec.split("-"))
         except ValueError:
-            raise ValueError(f"style range must be coarse, middle, fine or A-B, got {spec!r}") from None
+            raise ArgumentError(f"style range must be coarse, middle, fine or A-B, got {spec!r}") from None
+        if b - a > n:  # also keeps range() small for a hostile spec
+            raise ArgumentError(f"style range {spec!r} selects layers beyond 0-{n - 1}")
         layers = list(range(a, b + 1))
     if not layers or min(layers) < 0 or max(layers) >= n:
-        raise ValueError(f"style range {spec!r} selects no layers within 0-{n - 1}")
+        raise ArgumentError(f"style range {spec!r} selects no layers within 0-{n - 1}")
     return layers
 
 
@@ -52,11 +97,26 @@ class Generator:
     def __init__(
         self, bundle: str | Path | Bundle, backend: str = "auto", precision: str = "fp32", **options: Any,
     ) -> None:
+        if not isinstance(backend, str):
+            raise ArgumentError(f"backend must be a name (auto, onnxruntime, tensorrt), got {backend!r}")
+        unknown = sorted(set(options) - backend_options(backend))
+        if unknown:
+            raise ArgumentError(f"unknown Generator option {unknown[0]!r}; backend {backend!r} takes "
+                                f"{', '.join(sorted(backend_options(backend)))}")
         b = open_bundle(bundle)
         # The mapping network is a few dense layers: always FP32.
         mapping = open_backend(backend, b, "mapping", "fp32", **options)
-        synthesis = open_backend(backend, b, "synthesis", precision, **options)
-        self._setup(b.meta, mapping, synthesis, b.noise_const(), str(b.path))
+        synthesis: Backend | None = None
+        try:
+            synthesis = open_backend(backend, b, "synthesis", precision, **options)
+            const_noise = b.noise_const()
+        except BaseException:
+            # A failed open leaves no session (or device memory) behind.
+            for opened in (mapping, synthesis):
+                if opened is not None:
+                    opened.close()
+            raise
+        self._setup(b.meta, mapping, synthesis, const_noise, str(b.path))
 
     @classmethod
     def from_backends(
@@ -78,6 +138,26 @@ class Generator:
         self.source = source
         self._const_noise = const_noise
         self._noise_cache: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+        # close() waits for backend calls in flight (freeing a session or device memory under a
+        # running call could crash), then every later call raises GeneratorClosed.
+        self._state = threading.Condition()
+        self._running = 0
+        self._closed = False
+
+    @contextmanager
+    def _backend_call(self) -> Iterator[None]:
+        with self._state:
+            if self._closed:
+                raise GeneratorClosed("Generator is closed")
+            self._running += 1
+        try:
+            yield
+        except BackendClosed:
+            raise GeneratorClosed("Generator is closed") from None
+        finally:
+            with self._state:
+                self._running -= 1
+                self._state.notify_all()
 
     # --- facts ---------------------------------------------------------------------------
     @property
@@ -99,7 +179,17 @@ class Generator:
     def describe(self) -> dict[str, str]:
         return {"model": self.source, **self.synthesis.describe()}
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        """Free the backends; waits for calls in flight in other threads. Idempotent."""
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            self._state.wait_for(lambda: self._running == 0)
         self.mapping.close()
         self.synthesis.close()
 
@@ -115,19 +205,30 @@ class Generator:
 
     def map(self, z: np.ndarray) -> np.ndarray:
         """z [B, z_dim] -> w [B, w_dim]."""
-        z = np.ascontiguousarray(z, dtype=np.float32)
+        z = np.ascontiguousarray(finite_array(z, "z", f" [B, {self.z_dim}]"))
         if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
-        return self.mapping.run({"z": z})["w"]
+            raise ArgumentError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
+        with self._backend_call():
+            return self.mapping.run({"z": z})["w"]
 
     def broadcast(self, w: np.ndarray) -> np.ndarray:
         """w [B, w_dim] -> W+ [B, L, w_dim] (the same style for every layer)."""
+        w = finite_array(w, "w", f" [B, {self.meta.w_dim}]")
+        if w.ndim != 2 or w.shape[1] != self.meta.w_dim:
+            raise ArgumentError(f"w must be [B, {self.meta.w_dim}], got {list(w.shape)}")
         return np.repeat(w[:, None, :], self.num_layers, axis=1)
+
+    def _check_ws(self, ws: Any, name: str = "ws") -> np.ndarray:
+        ws = finite_array(ws, name, f" [B, {self.num_layers}, {self.meta.w_dim}]")
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_layers, self.meta.w_dim):
+            raise ArgumentError(f"{name} must be [B, {self.num_layers}, {self.meta.w_dim}], got {list(ws.shape)}")
+        return ws
 
     def truncate(self, ws: np.ndarray, psi: float | None = None, cutoff: int | None = None) -> np.ndarray:
         """w_avg + psi (w - w_avg) on the first `cutoff` layers (None: the bundle's default)."""
-        psi = self.meta.truncation_psi if psi is None else psi
-        cutoff = self.meta.truncation_cutoff if cutoff is None else cutoff
+        ws = self._check_ws(ws)
+        psi = self.meta.truncation_psi if psi is None else finite_float(psi, "psi")
+        cutoff = self.meta.truncation_cutoff if cutoff is None else bounded_int(cutoff, "cutoff", 0, self.num_layers)
         if psi == 1.0:
             return ws
         n = self.num_layers if cutoff is None else cutoff
@@ -138,8 +239,11 @@ class Generator:
     def mix(self, ws_dst: np.ndarray, ws_src: np.ndarray, layers: str | Sequence[int]) -> np.ndarray:
         """Copy the styles of `layers` ('coarse', 'middle', 'fine', 'A-B') from src into dst."""
         idx = style_layers(layers, self.meta.layer_resolutions)
-        out = np.array(ws_dst, dtype=np.float32, copy=True)
-        out[:, idx] = ws_src[:, idx]
+        out = np.array(self._check_ws(ws_dst, "ws_dst"), copy=True)
+        src = self._check_ws(ws_src, "ws_src")
+        if len(src) != len(out):
+            raise ArgumentError(f"ws_src has {len(src)} styles, ws_dst {len(out)}")
+        out[:, idx] = src[:, idx]
         return out
 
     def interpolate_z(self, z0: np.ndarray, z1: np.ndarray, t: float | np.ndarray) -> np.ndarray:
@@ -151,8 +255,9 @@ class Generator:
     # --- noise -------------------------------------------------------------------------------
     def noise(self, batch: int, mode: str, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """Host noise arrays by input name for a noise mode."""
-        if mode not in NOISE_MODES:
-            raise ValueError(f"noise must be one of {NOISE_MODES} or a list of arrays, got {mode!r}")
+        if not isinstance(mode, str) or mode not in NOISE_MODES:
+            raise ArgumentError(f"noise must be one of {', '.join(NOISE_MODES)} or a list of arrays, got {mode!r}")
+        batch = bounded_int(batch, "batch", 1)
         names, res = self.meta.noise_inputs, self.meta.layer_resolutions
         if mode == "random":
             rng = rng or np.random.default_rng()
@@ -172,14 +277,23 @@ class Generator:
         self, batch: int, noise: str | Sequence[np.ndarray], rng: np.random.Generator | None,
     ) -> NoiseRequest:
         if isinstance(noise, str):
+            if noise not in NOISE_MODES:
+                raise ArgumentError(f"noise must be one of {', '.join(NOISE_MODES)} or a list of arrays, got {noise!r}")
             rng = rng or np.random.default_rng()
             return NoiseRequest(noise if self.meta.use_noise else "none", batch,
                                 lambda: self.noise(batch, noise, rng), rng)
-        arrays = [np.asarray(a, dtype=np.float32) for a in noise]
-        if len(arrays) != len(self.meta.noise_inputs):
-            raise ValueError(f"expected {len(self.meta.noise_inputs)} noise arrays, got {len(arrays)}")
-        feeds = {n: np.ascontiguousarray(np.broadcast_to(a, (batch, 1, r, r)))
-                 for n, a, r in zip(self.meta.noise_inputs, arrays, self.meta.layer_resolutions)}
+        if isinstance(noise, np.ndarray) or not isinstance(noise, Sequence):
+            raise ArgumentError(f"noise must be one of {', '.join(NOISE_MODES)} or a list of arrays, "
+                                f"got {type(noise).__name__}")
+        if len(noise) != len(self.meta.noise_inputs):
+            raise ArgumentError(f"expected {len(self.meta.noise_inputs)} noise arrays, got {len(noise)}")
+        feeds = {}
+        for n, a, r in zip(self.meta.noise_inputs, noise, self.meta.layer_resolutions):
+            a = finite_array(a, n, f" [B, 1, {r}, {r}]")
+            # [1, 1, r, r] (or [r, r]) is shared by the batch; [B, 1, r, r] is per image.
+            if a.shape not in ((r, r), (1, r, r), (1, 1, r, r), (batch, 1, r, r)):
+                raise ArgumentError(f"{n}: expected [{batch},1,{r},{r}] (or [1,1,{r},{r}]), got {list(a.shape)}")
+            feeds[n] = np.ascontiguousarray(np.broadcast_to(a, (batch, 1, r, r)))
         return NoiseRequest("explicit", batch, lambda: feeds, None)
 
     # --- synthesis -------------------------------------------------------------------------
@@ -187,14 +301,16 @@ class Generator:
         self, ws: np.ndarray, noise: str | Sequence[np.ndarray] = "const", rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """W+ styles [B, L, w_dim] (or [B, w_dim]) -> float32 images [B, C, R, R] in ~[-1, 1]."""
-        ws = np.asarray(ws, dtype=np.float32)
+        ws = finite_array(ws, "ws", f" [B, {self.num_layers}, {self.meta.w_dim}]")
         if ws.ndim == 2:
             ws = self.broadcast(ws)
-        if ws.ndim != 3 or ws.shape[1:] != (self.num_layers, self.meta.w_dim):
-            raise ValueError(f"ws must be [B, {self.num_layers}, {self.meta.w_dim}], got {list(ws.shape)}")
+        ws = self._check_ws(ws)
+        if len(ws) == 0:
+            raise ArgumentError("ws holds no styles (batch of 0)")
         feeds = {name: np.ascontiguousarray(ws[:, i]) for i, name in enumerate(self.meta.w_inputs)}
         request = self._noise_request(ws.shape[0], noise, rng)
-        return self.synthesis.run_with_noise(feeds, request)["image"]
+        with self._backend_call():
+            return self.synthesis.run_with_noise(feeds, request)["image"]
 
     def synthesize(
         self, ws: np.ndarray, noise: str | Sequence[np.ndarray] = "const", rng: np.random.Generator | None = None,
@@ -209,9 +325,30 @@ class Generator:
     ) -> np.ndarray:
         """Truncated W+ styles [B, L, w_dim] for seeds or z."""
         if (seeds is None) == (z is None):
-            raise ValueError("give exactly one of seeds= or z=")
-        z = self.z_from_seeds(seeds) if seeds is not None else np.asarray(z, dtype=np.float32)
+            raise ArgumentError("give exactly one of seeds= or z=")
+        # Options first: a bad psi or cutoff is refused before any work.
+        if psi is not None:
+            finite_float(psi, "psi")
+        if cutoff is not None:
+            bounded_int(cutoff, "cutoff", 0, self.num_layers)
+        z = self.z_from_seeds(seeds) if seeds is not None else z
         return self.truncate(self.broadcast(self.map(z)), psi, cutoff)
+
+    def check_options(
+        self, psi: float | None = None, cutoff: int | None = None, noise: Any = "const", batch_size: int = 1,
+        noise_seed: int | None = None,
+    ) -> None:
+        """Refuse bad `generate` options (ArgumentError naming the option) before any work, so a
+        caller can check them before it starts a progress bar."""
+        if psi is not None:
+            finite_float(psi, "psi")
+        if cutoff is not None:
+            bounded_int(cutoff, "cutoff", 0, self.num_layers)
+        if isinstance(noise, str) and noise not in NOISE_MODES:
+            raise ArgumentError(f"noise must be one of {', '.join(NOISE_MODES)} or a list of arrays, got {noise!r}")
+        bounded_int(batch_size, "batch_size", 1)
+        if noise_seed is not None:
+            bounded_int(noise_seed, "noise_seed", 0)
 
     def generate(
         self, seeds: Sequence[int] | None = None, z: np.ndarray | None = None, psi: float | None = None,
@@ -219,6 +356,7 @@ class Generator:
         batch_size: int = 16, progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Images for seeds or z: uint8 [B, H, W, 3]. Large requests run in batches."""
+        self.check_options(psi, cutoff, noise, batch_size, noise_seed)
         ws = self.styles(seeds, z, psi, cutoff)
         rng = np.random.default_rng(noise_seed)
         out = []

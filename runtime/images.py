@@ -6,15 +6,46 @@ through numpy's array protocol (call `.cpu()` first for GPU tensors).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .files import atomic_path
+
 
 class ImageArrayError(ValueError):
     """An array that cannot be an image or a batch of them; the message names the argument."""
+
+
+class OutputWriteError(OSError):
+    """An output file that could not be written (disk full, read-only folder, I/O error); its
+    one line names the file. Nothing is left under that name: writes go to a temporary file
+    beside it that is renamed only when complete."""
+
+
+@contextlib.contextmanager
+def output_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """`files.atomic_path` for the commands' outputs: a temporary path to write to, renamed over
+    `path` when the block succeeds; any OSError on the way (creating the folder, writing,
+    fsync, rename) becomes one OutputWriteError naming `path`."""
+    try:
+        with atomic_path(path, suffix) as tmp:
+            yield tmp
+    except OutputWriteError:
+        raise
+    except OSError as e:
+        raise OutputWriteError(e.errno, f"cannot write ({e.strerror or e})", str(path)) from None
+
+
+def write_text_output(path: str | Path, text: str) -> Path:
+    """A text file (JSON reports) written all or nothing; returns the path."""
+    with output_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def to_uint8(images: np.ndarray, bgr: bool = False) -> np.ndarray:
@@ -67,7 +98,8 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 0, pad_val
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Write one uint8 HWC (or HW) image as PNG, creating the folder; returns the path."""
+    """Write one uint8 HWC (or HW) image as PNG, creating the folder, all or nothing (a full disk
+    leaves no truncated PNG under `path`; OutputWriteError names it); returns the path."""
     x = np.asarray(image)
     if x.dtype != np.uint8:
         raise ImageArrayError(f"image for {path} must be uint8, got dtype {x.dtype}")
@@ -76,8 +108,9 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[-1] not in (3, 4)):
         raise ImageArrayError(f"image for {path} must be HW or HWC with 1, 3 or 4 channels, got shape {x.shape}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(x)).save(path, format="PNG")
+    img = Image.fromarray(np.ascontiguousarray(x))
+    with output_path(path) as tmp:
+        img.save(tmp, format="PNG")
     return path
 
 

@@ -6,6 +6,8 @@ so seed 42 is the same face in this runtime, in PyTorch and in the official code
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 
 import numpy as np
@@ -13,6 +15,12 @@ import numpy as np
 
 class SeedError(ValueError):
     pass
+
+
+# numpy's RandomState takes 32-bit seeds, as the official scripts do.
+MAX_SEED = 2**32 - 1
+# More seeds than any figure or batch run needs; keeps a typo like 0-99999999999 from filling memory.
+MAX_SEEDS = 1_000_000
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -26,6 +34,10 @@ def parse_seeds(text: str) -> list[int]:
         b = int(m.group(2)) if m.group(2) is not None else a
         if b < a:
             raise SeedError(f"bad seed range {part!r}: the end is before the start")
+        if b > MAX_SEED:
+            raise SeedError(f"bad seed {b}: seeds are 0-{MAX_SEED} (32-bit, as in the official scripts)")
+        if len(seeds) + (b - a + 1) > MAX_SEEDS:
+            raise SeedError(f"too many seeds in {text!r}: at most {MAX_SEEDS} at once")
         seeds.extend(range(a, b + 1))
     if not seeds:
         raise SeedError("no seeds given")
@@ -34,13 +46,18 @@ def parse_seeds(text: str) -> list[int]:
 
 def parse_floats(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise SeedError(f"bad number list {text!r}: use comma-separated numbers like -1,-0.5,0") from None
+    if not all(math.isfinite(v) for v in values):
+        raise SeedError(f"bad number list {text!r}: NaN and inf are not numbers here")
+    return values
 
 
 def seed_to_z(seed: int, z_dim: int) -> np.ndarray:
-    return np.random.RandomState(seed).randn(z_dim).astype(np.float32)
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise SeedError(f"bad seed {seed!r}: seeds are integers 0-{MAX_SEED}")
+    return np.random.RandomState(int(seed)).randn(z_dim).astype(np.float32)
 
 
 def seeds_to_z(seeds: list[int], z_dim: int) -> np.ndarray:

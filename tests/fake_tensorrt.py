@@ -9,8 +9,12 @@ release has but this fake does not simulate raises NotImplementedError, so nothi
 silently. Calls are checked against the release's pybind11 signatures (argument count and
 keyword names) and recorded in `trt.calls`, with property reads and writes.
 
-What it simulates: building (network flags, ONNX parsing of real .onnx files into named layers
-with the parser's naming and metadata, builder flags, FP32 pins, memory pools, optimisation
+What it simulates: building (network flags, ONNX parsing of real .onnx files into layers named as
+the release's parser names them: only the layer an importer registers carries the node's name and
+"[ONNX Layer: <node>]" metadata, helper layers are "(Unnamed Layer* N) [Type]"; the parser refuses
+what its release's table (tests/data/trt_parser/<release>.json, read from the parser source) says
+it refuses AND what it says it silently misreads, so a graph the real parser would turn into a
+wrong network fails here loudly; builder flags, the CUDA device a build runs on, FP32 pins, memory pools, optimisation
 profiles, timing caches, serialisation) with TensorRT's rules that matter to us (8.x parsers need
 EXPLICIT_BATCH; strongly typed networks refuse precision flags and layer precisions; INT8 needs
 Q/DQ layers or a calibrator; profiles must cover every input), and running (deserialisation,
@@ -270,10 +274,11 @@ class SimLayer:
         object.__setattr__(self, "_outputs", outputs)
         object.__setattr__(self, "_precision", None)
         object.__setattr__(self, "_output_types", {})
+        object.__setattr__(self, "_inputs", [])
 
     type = property(lambda self: self._type)
     num_outputs = property(lambda self: len(self._outputs))
-    num_inputs = property(lambda self: 1)
+    num_inputs = property(lambda self: len(self._inputs))
     precision_is_set = property(lambda self: self._precision is not None)
 
     def _get_precision(self) -> Any:
@@ -286,6 +291,9 @@ class SimLayer:
 
     def get_output(self, index: int) -> Any:
         return self._outputs[index]
+
+    def get_input(self, index: int) -> Any:
+        return self._inputs[index]
 
     def set_output_type(self, index: int, dtype: Any) -> None:
         self._output_types[index] = dtype
@@ -326,9 +334,10 @@ class SimNetwork:
 
 
 class SimParserError:
-    def __init__(self, desc: str, node: int = -1) -> None:
+    def __init__(self, desc: str, node: int = -1, node_name: str = "") -> None:
         object.__setattr__(self, "_desc", desc)
         object.__setattr__(self, "_node", node)
+        object.__setattr__(self, "_node_name", node_name)
 
     def desc(self) -> str:
         return self._desc
@@ -337,20 +346,117 @@ class SimParserError:
         return self._node
 
     def node_name(self) -> str:
-        return ""
+        return self._node_name
 
 
-# ONNX op -> (TensorRT LayerType names of the layers the parser adds)
-ONNX_LAYERS = {
-    "Conv": ("CONVOLUTION",), "Gemm": ("MATRIX_MULTIPLY", "ELEMENTWISE"), "MatMul": ("MATRIX_MULTIPLY",),
-    "Add": ("ELEMENTWISE",), "Mul": ("ELEMENTWISE",), "Sub": ("ELEMENTWISE",), "Div": ("ELEMENTWISE",),
-    "Pow": ("ELEMENTWISE",), "Sqrt": ("UNARY",), "Reciprocal": ("UNARY",), "ReduceMean": ("REDUCE",),
-    "LeakyRelu": ("ACTIVATION",), "Relu": ("ACTIVATION",), "Resize": ("RESIZE",), "Reshape": ("SHUFFLE",),
-    "Unsqueeze": ("SHUFFLE",), "Transpose": ("SHUFFLE",), "Concat": ("CONCATENATION",), "Shape": ("SHAPE",),
-    "Cast": ("CAST",), "QuantizeLinear": ("QUANTIZE",), "DequantizeLinear": ("DEQUANTIZE",),
-    "Identity": ("IDENTITY",), "Tanh": ("ACTIVATION",),
-}
-ONNX_DTYPES = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 2: "UINT8"}
+PARSER_TABLE_DIR = Path(__file__).parent / "data" / "trt_parser"
+# Fake release -> its parser-support table (tests/data/trt_parser/README.md says how they were read).
+PARSER_TABLES = {"8.6.1": "8.6", "10.3.0": "10.3", "10.13.3.9": "10.13", "11.4.0.106": "11.x"}
+ONNX_DTYPES = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 2: "UINT8", 16: "HALF"}
+# ONNX element type -> the type names the tables use.
+ONNX_TYPE_NAMES = {1: "FLOAT", 10: "FLOAT16", 16: "BFLOAT16", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL",
+                   2: "UINT8", 11: "DOUBLE", 17: "FLOAT8E4M3FN", 22: "INT4"}
+# TensorRT's default layer names spell the type like this: "(Unnamed Layer* 12) [ElementWise]".
+LAYER_TYPE_TEXT = {"ELEMENTWISE": "ElementWise", "MATRIX_MULTIPLY": "Matrix Multiply", "SHUFFLE": "Shuffle",
+                   "CAST": "Cast", "SLICE": "Slice", "SHAPE": "Shape", "CONSTANT": "Constant"}
+
+
+def load_parser_table(release: str) -> dict[str, Any]:
+    """The parser-support table of a release ("8.6", "10.3", "10.13", "11.x" or a fake version)."""
+    name = PARSER_TABLES.get(release, release)
+    return json.loads((PARSER_TABLE_DIR / f"{name}.json").read_text())
+
+
+@dataclass(frozen=True)
+class ParserProblem:
+    node_index: int
+    node_name: str
+    op: str
+    reason: str
+    misread: bool = False  # the real parser accepts the node silently and computes something else
+
+    def __str__(self) -> str:
+        kind = "misread" if self.misread else "refused"
+        return f"node {self.node_index} {self.node_name!r} ({self.op}): {kind}: {self.reason}"
+
+
+def check_onnx_model(model: Any, release: str, native_instancenorm: bool | None = None) -> list[ParserProblem]:
+    """What the release's ONNX parser refuses or misreads in `model` (an onnx.ModelProto), per its table.
+
+    Misreadings are reported (and refused by the fake parser) rather than simulated: the real
+    parser builds a network that computes something else without a word, so the only safe fake is
+    one that says so (e.g. 8.6 ReduceMean with the opset-18 axes input, 8.6 Shape(start, end))."""
+    from onnx import numpy_helper
+
+    table = load_parser_table(release)
+    ops = table["ops"]
+    native = table["native_instancenorm_default"] if native_instancenorm is None else native_instancenorm
+    g = model.graph
+    problems: list[ParserProblem] = []
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < table["min_opset"]:  # ModelImporter.cpp: opsets below the minimum are refused
+        problems.append(ParserProblem(-1, "", "", f"opset {opset} is below {table['min_opset']}"))
+    consts = {i.name: i for i in g.initializer}
+    dtypes = {i.name: ONNX_TYPE_NAMES.get(i.data_type, "?") for i in g.initializer}
+    for vi in [*g.input, *g.value_info]:
+        dtypes.setdefault(vi.name, ONNX_TYPE_NAMES.get(vi.type.tensor_type.elem_type, "?"))
+    for k, node in enumerate(g.node):
+        attrs = {a.name: a for a in node.attribute}
+        row = ops.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+
+        def bad(reason: str, misread: bool = False, k: int = k, node: Any = node) -> None:
+            problems.append(ParserProblem(k, node.name, node.op_type, reason, misread))
+
+        if node.op_type == "Constant":
+            for o in node.output:
+                consts[o] = attrs["value"].t if "value" in attrs else None
+                dtypes[o] = ONNX_TYPE_NAMES.get(attrs["value"].t.data_type, "?") if "value" in attrs else "?"
+            if row is None:
+                bad("No importer registered for op: Constant")
+            continue
+        if row is None:
+            bad(f"No importer registered for op: {node.op_type} (domain {node.domain or 'ai.onnx'!r})")
+            continue
+        # inputs that the importer reads as weights (ASSERT ... is_weights / "must be an initializer")
+        needs_const = list(row["initializer_inputs"])
+        if node.op_type == "InstanceNormalization" and not native:
+            needs_const += row.get("plugin_initializer_inputs", [])
+        for i in needs_const:
+            if i < len(node.input) and node.input[i] and node.input[i] not in consts:
+                bad(f"input {i} ({node.input[i]}) must be an initializer")
+        for a in row["ignored_attributes"]:
+            if a in attrs:
+                bad(f"attribute {a!r} is ignored: {row['misread']}", misread=True)
+        for i in row["ignored_inputs"]:
+            if i < len(node.input) and node.input[i] and "axes" not in attrs:
+                bad(f"input {i} ({node.input[i]}) is ignored: {row['misread']}", misread=True)
+        zp = row.get("zero_point_input")
+        if zp is not None and zp < len(node.input) and node.input[zp] in consts:
+            t = consts[node.input[zp]]
+            if t is not None and numpy_helper.to_array(t).any():
+                bad("the zero point must be all zeros (symmetric quantization only)")
+        data_t = dtypes.get(node.input[0], "?") if node.input else "?"
+        if data_t not in ("?", *row["types"]):
+            bad(f"input type {data_t} is not supported (supported: {', '.join(row['types'])})")
+        if row.get("same_dtype_inputs") and len(node.input) >= 3:
+            kinds = {dtypes.get(n, "?") for n in node.input[:3]} - {"?"}
+            if len(kinds) > 1:
+                bad(f"inputs must be all FLOAT or all FLOAT16, got {sorted(kinds)}")
+        # output types, for the checks of later nodes
+        if node.op_type == "Cast":
+            out_t = ONNX_TYPE_NAMES.get(attrs["to"].i, "?")
+        elif node.op_type == "QuantizeLinear":
+            zp_t = dtypes.get(node.input[2], "INT8") if len(node.input) > 2 else "INT8"
+            out_t = zp_t
+        elif node.op_type == "DequantizeLinear":
+            out_t = dtypes.get(node.input[1], "FLOAT")
+        elif node.op_type == "Shape":
+            out_t = "INT64"
+        else:
+            out_t = data_t
+        for o in node.output:
+            dtypes.setdefault(o, out_t)
+    return problems
 
 
 class SimOnnxParser:
@@ -396,8 +502,22 @@ class SimOnnxParser:
         except Exception as e:  # noqa: BLE001 - reported as the parser would
             self._errors.append(trt.ParserError._sim(f"failed to load {model}: {e}"))
             return False
+        native = fake.has_parser_flags and bool(self._flags & (1 << trt.OnnxParserFlag._members["NATIVE_INSTANCENORM"]))
+        table = load_parser_table(fake.version)
+        problems = check_onnx_model(m, fake.version, native)
+        if problems:
+            # The real parser stops at the first node it cannot import and reports it by index (and,
+            # from 10.0, by name); misreadings are refused here on purpose (see check_onnx_model).
+            for p in problems:
+                self._errors.append(trt.ParserError._sim(f"In node {p.node_index} ({p.node_name}): {p}",
+                                                         p.node_index, p.node_name))
+            return False
+        opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if opset > table["max_opset"]:
+            fake.parser_warnings.append(f"opset {opset} is newer than the {table['max_opset']} this parser documents")
         g = m.graph
         types_ = {i.name: ONNX_DTYPES.get(i.data_type, "FLOAT") for i in g.initializer}
+        tensors: dict[str, Any] = {}
 
         def dims(vi: Any) -> tuple[int, ...]:
             return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim)
@@ -408,12 +528,13 @@ class SimOnnxParser:
                 continue
             dt = ONNX_DTYPES.get(vi.type.tensor_type.elem_type, "FLOAT")
             types_[vi.name] = dt
-            net._inputs.append(trt.ITensor._sim(vi.name, trt.DataType._member(dt), dims(vi)))
-        native = fake.has_parser_flags and bool(self._flags & (1 << trt.OnnxParserFlag._members["NATIVE_INSTANCENORM"]))
+            t = trt.ITensor._sim(vi.name, trt.DataType._member(dt), dims(vi))
+            tensors[vi.name] = t
+            net._inputs.append(t)
         names: set[str] = set()
         counter = [0]
 
-        def unique(base: str) -> str:
+        def unique(base: str) -> str:  # ImporterContext generateUniqueName: "<name>_<shared counter>"
             cand = base
             while cand in names:
                 cand = f"{base}_{counter[0]}"
@@ -427,10 +548,10 @@ class SimOnnxParser:
                     types_[o] = "FLOAT"
                 continue
             base = node.name or f"node_of_{node.output[0]}"
-            if node.op_type == "InstanceNormalization":
-                kinds = ("NORMALIZATION",) if native else ("PLUGIN_V2",)
+            if node.op_type == "InstanceNormalization" and not native:
+                kinds = [["PLUGIN_V2", True]]
             else:
-                kinds = ONNX_LAYERS.get(node.op_type, ("IDENTITY",))
+                kinds = table["ops"][node.op_type]["layers"] or [["IDENTITY", True]]
             in_types = [types_.get(i, "FLOAT") for i in node.input if i]
             if node.op_type == "Shape":
                 out_t = "INT64" if "INT64" in trt.DataType._members else "INT32"
@@ -443,21 +564,49 @@ class SimOnnxParser:
                 out_t = "FLOAT"
             else:
                 out_t = "HALF" if "HALF" in in_types else "FLOAT"
-            for k, kind in enumerate(kinds):
+            # Wiring: helpers before the registered layer take constant operands and feed it; the
+            # registered layer takes the node's tensor inputs; later ones chain; the last one
+            # produces the node's outputs (the parser names those tensors after the ONNX outputs).
+            main = next(i for i, (_, reg) in enumerate(kinds) if reg is not False) if any(
+                reg is not False for _, reg in kinds) else 0
+            node_inputs = [tensors[i] for i in node.input if i in tensors]
+            pre_outputs, prev = [], None
+            for k, (kind, registered) in enumerate(kinds):
                 last = k == len(kinds) - 1
-                outs = [trt.ITensor._sim(o if last else f"{base}_tmp{k}", trt.DataType._member(out_t), ())
+                index = len(net._layers)
+                if registered is True:
+                    name, meta = unique(base), (f"[ONNX Layer: {base}]" if fake.has_metadata else "")
+                elif registered == "name_only":  # QuantDequantLinearHelper: setName(nodeName), no metadata
+                    name, meta = base, ""
+                else:
+                    name, meta = f"(Unnamed Layer* {index}) [{LAYER_TYPE_TEXT.get(kind, kind.title())}]", ""
+                outs = [trt.ITensor._sim(o if last else f"{name}_output", trt.DataType._member(out_t), ())
                         for o in (node.output if last else ["x"])]
-                if last:
-                    for o in node.output:
-                        types_[o] = out_t
-                layer = trt.ILayer._sim(unique(base), trt.LayerType._member(kind), outs,
-                                        base if fake.has_metadata else None)
+                if k < main:
+                    ins = []
+                elif k == main:
+                    ins = node_inputs + pre_outputs
+                else:
+                    ins = [prev]
+                layer = trt.ILayer._sim(name, trt.LayerType._member(kind), outs, None)
+                object.__setattr__(layer, "metadata", meta)
+                object.__setattr__(layer, "_inputs", ins)
                 net._layers.append(layer)
+                if k < main:
+                    pre_outputs += outs
+                prev = outs[0]
+            for o, t in zip(node.output, prev_outputs(net._layers[-1])):
+                tensors[o] = t
+                types_[o] = out_t
         for vi in g.output:
             dt = ONNX_DTYPES.get(vi.type.tensor_type.elem_type, "FLOAT")
             net._outputs.append(trt.ITensor._sim(vi.name, trt.DataType._member(dt), dims(vi)))
         object.__setattr__(net, "_onnx", Path(model).name)
         return True
+
+
+def prev_outputs(layer: Any) -> list[Any]:
+    return list(_raw(layer, "_outputs"))
 
 
 class SimProfile:
@@ -609,9 +758,15 @@ class SimBuilder:
                 return self._fail(f"bad profile for {t._name}: {profile[t._name]} vs network shape {t._shape}")
         if config._cache is not None:
             object.__setattr__(config._cache, "_entries", config._cache._entries + len(network._layers))
+        # TensorRT builds on the CUDA runtime's current device: the device of the context current
+        # on this thread, else device 0 (the runtime API's default; CUDA Runtime API reference,
+        # cudaSetDevice/cudaGetDevice: "device 0 is used" until one is chosen).
+        stack = fake.cuda.context_stack if fake.cuda is not None else []
+        device = stack[-1].device.ordinal if stack else 0
+        fake.build_devices.append(device)
         engine = {
             "fake_engine": fake.version, "gpu": fake.gpu_key(), "onnx": network._onnx, "strongly_typed": strong,
-            "flags": flags, "pinned": pinned, "pools": dict(config._pools),
+            "flags": flags, "pinned": pinned, "pools": dict(config._pools), "device": device,
             "inputs": [{"name": t._name, "dtype": t._dtype.name, "shape": list(t._shape)} for t in network._inputs],
             "outputs": [{"name": t._name, "dtype": t._dtype.name, "shape": list(t._shape)} for t in network._outputs],
             "profile": {k: [list(s) for s in v] for k, v in profile.items()},
@@ -761,6 +916,8 @@ class FakeTensorRT:
         self.cuda = cuda
         self.calls: list[Call] = []
         self.build_errors: list[str] = []
+        self.parser_warnings: list[str] = []
+        self.build_devices: list[int] = []  # the CUDA device each build_serialized_network ran on
         self.executions = 0
         self.default_stream_executions = 0
         self.plugins_loaded = False
@@ -899,20 +1056,23 @@ def _save(path: Path, nodes: list, inputs: list, outputs: list, inits: list | No
 def write_fake_bundle(
     path: Path, *, num_layers: int = 4, resolutions: tuple[int, ...] = (4, 4, 8, 8), z_dim: int = 8, w_dim: int = 8,
     fp16_onnx: bool = False, int8_onnx: bool = False, fp32_nodes: list[str] | None = None,
+    int8_fp16_onnx: bool = False,
 ) -> Path:
     """A bundle directory that Bundle opens and the fake parser reads (the graphs are structural
     stand-ins: the right inputs, outputs and node names, not a working generator)."""
     from onnx import TensorProto, helper, numpy_helper
+    from stylegan_edge.runtime.bundle import BUNDLE_FORMAT_VERSION
+    from stylegan_edge.runtime.files import file_record
 
     path.mkdir(parents=True, exist_ok=True)
     res = resolutions[:num_layers]
     meta = {
-        "format": "stylegan-edge-bundle", "format_version": 1, "resolution": max(res), "img_channels": 3,
+        "format": "stylegan-edge-bundle", "format_version": BUNDLE_FORMAT_VERSION, "resolution": max(res),
+        "img_channels": 3,
         "z_dim": z_dim, "w_dim": w_dim, "num_layers": num_layers,
         "layers": [{"resolution": r, "channels": 4} for r in res], "use_noise": True,
         "w_avg": [0.0] * w_dim, "truncation": {"psi": 1.0, "cutoff": None}, "opset": 17,
     }
-    (path / "meta.json").write_text(json.dumps(meta))
     b = "batch"
     weight = numpy_helper.from_array(np.ones((z_dim, w_dim), np.float32), "fc_w")
     bias = numpy_helper.from_array(np.zeros(w_dim, np.float32), "fc_b")
@@ -954,13 +1114,17 @@ def write_fake_bundle(
     inputs += [_vi(f"noise_{i:02d}", [b, 1, r, r]) for i, r in enumerate(res)]
     out = [_vi("image", [b, 3, max(res), max(res)])]
     for kind, name, wanted in (("fp32", "synthesis.onnx", True), ("fp16", "synthesis.fp16.onnx", fp16_onnx),
-                               ("int8", "synthesis.int8.onnx", int8_onnx)):
+                               ("int8", "synthesis.int8.onnx", int8_onnx),
+                               ("int8", "synthesis.int8-fp16.onnx", int8_fp16_onnx)):
         if wanted:
             nodes, inits = synthesis(kind)
             _save(path / name, nodes, inputs, out, inits)
     rng = np.random.default_rng(7)
     np.savez(path / "noise_const.npz",
              **{f"noise_{i:02d}": rng.standard_normal((1, 1, r, r)).astype(np.float32) for i, r in enumerate(res)})
+    # Bundle format 2 records every file's size and SHA-256 in meta.json.
+    meta["files"] = {n: file_record(path / n) for n in ("mapping.onnx", "synthesis.onnx", "noise_const.npz")}
+    (path / "meta.json").write_text(json.dumps(meta))
     if fp32_nodes is not None:
         plan = {"format": "stylegan-edge-precision-plan", "version": 1, "fp32_nodes": fp32_nodes, "layers": []}
         (path / "precision_plan.json").write_text(json.dumps(plan))
@@ -976,12 +1140,17 @@ def install_fakes(monkeypatch: Any, version: str, gpu_name: str = "Orin",
 
     from stylegan_edge.runtime.backends import cuda as cudalib
 
-    from .fake_pycuda import FakeCuda
+    from .fake_pycuda import FakeCuda, simulate_tensorrt_runtime
 
     cuda = FakeCuda(gpu_name, compute_capability)
     trt = make_fake_tensorrt(version, cuda)
+    # The execution context's run-time behaviour through the CUDA runtime (lazy initialisation
+    # after a shape change, pending runtime errors): see fake_pycuda.simulate_tensorrt_runtime.
+    simulate_tensorrt_runtime(trt, cuda)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "pycuda", cuda.package)
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
     monkeypatch.setattr(cudalib, "load_libcuda", lambda: cuda.libcuda)
+    # Never the real libcudart that a CUDA build of torch may have loaded into the test process.
+    monkeypatch.setattr(cudalib, "load_libcudart", lambda: cuda.libcudart)
     return trt, cuda

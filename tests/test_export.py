@@ -16,7 +16,8 @@ from stylegan_edge.export.inference_graph import (
     interleave_kernel,
     subpixel_kernel,
 )
-from stylegan_edge.export.onnx_export import ExportError, export_bundle
+from stylegan_edge.export.onnx_export import ExportError, export_bundle, normalisations_without_epsilon
+from stylegan_edge.runtime.files import sha256_file
 from stylegan_edge.training.config import PRESETS
 
 from .conftest import TINY, randomized_generator
@@ -118,7 +119,7 @@ def test_nodes_are_named_after_the_layer_they_compute(tiny_bundle):
 
 def test_meta_describes_the_model(tiny_bundle, tiny_G):
     meta = json.loads((tiny_bundle / "meta.json").read_text())
-    assert meta["format_version"] == 1 and meta["num_layers"] == TINY.num_layers
+    assert meta["format_version"] == 2 and meta["num_layers"] == TINY.num_layers
     assert [layer["resolution"] for layer in meta["layers"]] == [4, 4, 8, 8, 16, 16, 32, 32]
     assert np.allclose(meta["w_avg"], tiny_G.w_avg.numpy(), atol=1e-7)
     assert meta["truncation"] == {"psi": 0.7, "cutoff": None}
@@ -193,3 +194,79 @@ def test_export_refuses_to_replace_a_folder_that_is_not_a_bundle(tmp_path):
     with pytest.raises(ExportError, match="not a bundle"):
         export_bundle(randomized_generator(TINY), tmp_path / "important")
     assert (tmp_path / "important" / "notes.txt").read_text() == "keep me"
+
+
+def test_meta_records_each_file_by_hash_and_size(tiny_bundle):
+    files = json.loads((tiny_bundle / "meta.json").read_text())["files"]
+    assert set(files) == {"mapping.onnx", "synthesis.onnx", "noise_const.npz"}
+    for name, record in files.items():
+        assert record == {"sha256": sha256_file(tiny_bundle / name), "bytes": (tiny_bundle / name).stat().st_size}
+
+
+def test_graphs_are_opset_17_with_no_reduction_and_no_ranged_shape(tiny_bundle):
+    """TensorRT 8.6 reads operators up to opset 17, ignores an opset-18 ReduceMean's axes input and
+    Shape's start/end; OpenCV's importer ignores the latter too."""
+    for name in ("mapping.onnx", "synthesis.onnx"):
+        model = onnx.load(str(tiny_bundle / name))
+        assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
+        ops = {n.op_type for n in model.graph.node}
+        assert not ops & {"ReduceMean", "Shape", "Expand"}, (name, ops)
+
+
+@pytest.mark.parametrize("name", ["mapping.onnx", "synthesis.onnx"])
+def test_every_normalisation_in_the_bundle_keeps_a_positive_epsilon(tiny_bundle, name):
+    model = onnx.load(str(tiny_bundle / name))
+    assert normalisations_without_epsilon(model) == []
+    if name == "mapping.onnx":  # the pixel norm: sum of squares + n * eps -> Sqrt
+        assert any(n.op_type == "Sqrt" for n in model.graph.node)
+
+
+def test_the_epsilon_walk_finds_a_norm_whose_epsilon_was_dropped():
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
+    nodes = [helper.make_node("Mul", ["x", "x"], ["sq"]), helper.make_node("ReduceMean", ["sq"], ["m"], axes=[1]),
+             helper.make_node("Sqrt", ["m"], ["r"], name="lost"), helper.make_node("Div", ["x", "r"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    assert normalisations_without_epsilon(model) == ["lost"]  # the Div reads that Sqrt: reported once
+
+
+def test_mapping_of_edge_latents_matches_pytorch(tiny_bundle, tiny_G):
+    """z = 0 gave NaN when the pixel norm's epsilon was lost; tiny and huge z stress the same path."""
+    g = torch.Generator().manual_seed(41)
+    d = torch.randn(1, TINY.z_dim, generator=g)
+    z = torch.cat([torch.zeros(1, TINY.z_dim), d * 1e-20, d * 1e-3, d * 1e12, d * 1e15])
+    with torch.no_grad():
+        ref = tiny_G.mapping(z).numpy()
+    w = _session(tiny_bundle / "mapping.onnx").run(None, {"z": z.numpy()})[0]
+    assert np.isfinite(w).all()
+    assert np.abs(w - ref).max() <= 1e-5 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_synthesis_of_the_average_w_without_noise_matches_pytorch(tiny_bundle, tiny_G):
+    L = TINY.num_layers
+    ws = [tiny_G.w_avg.view(1, -1).clone() for _ in range(L)]
+    noise = [torch.zeros(1, 1, r, r) for r in map(TINY.layer_resolution, range(L))]
+    with torch.no_grad():
+        ref = tiny_G.synthesis.run_layers(ws, noise).numpy()
+    out = _session(tiny_bundle / "synthesis.onnx").run(None, _feeds(ws, noise))[0]
+    assert np.isfinite(out).all() and np.abs(out - ref).max() <= 1e-4
+
+
+def test_export_refuses_a_generator_with_nan_weights(tmp_path):
+    G = randomized_generator(TINY)
+    with torch.no_grad():
+        G.synthesis.layers[3].epilogue.bias[0] = float("nan")
+    with pytest.raises(ExportError, match="NaN"):
+        export_bundle(G, tmp_path / "x.sgbundle")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_non_finite_export_error_fails_the_parity_check(tmp_path, monkeypatch):
+    import stylegan_edge.export.onnx_export as ex
+
+    monkeypatch.setattr(ex, "_max_error", lambda *a: float("nan"))
+    with pytest.raises(ExportError, match="differs from PyTorch by nan"):
+        export_bundle(randomized_generator(TINY), tmp_path / "x.sgbundle")
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,8 @@ TORCH_FREE_MODULES = [
     "stylegan_edge.export.trt_plan",
     "stylegan_edge.runtime.backends.tensorrt",
     "stylegan_edge.runtime.engine_meta",
+    "stylegan_edge.export.precision_files",
+    "stylegan_edge.runtime.video",
 ]
 
 

@@ -144,7 +144,7 @@ def test_a_bundle_of_another_format_version_says_so(tiny_bundle, tmp_path):
     meta = json.loads((b / "meta.json").read_text())
     meta["format_version"] = 99
     (b / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match=r"meta\.json: bundle format version 99; this runtime reads version 1"):
+    with pytest.raises(BundleError, match=r"meta\.json: bundle format version 99; this runtime reads version 2"):
         Generator(b)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from stylegan_edge.runtime.backends import open_backend
 from stylegan_edge.runtime.backends.base import BackendUnavailable, NoiseRequest
 from stylegan_edge.runtime.bundle import Bundle
 from stylegan_edge.runtime.engine_meta import EngineMismatch, GpuInfo, read_sidecar
+from stylegan_edge.runtime.files import file_record
 
 from .fake_tensorrt import RELEASES, install_fakes, load_api, make_fake_tensorrt, reference_outputs, write_fake_bundle
 
@@ -58,7 +60,8 @@ def env(release, monkeypatch):
 
 @pytest.fixture
 def bundle(tmp_path):
-    return Bundle(write_fake_bundle(tmp_path / "faces.sgbundle", fp16_onnx=True, int8_onnx=True,
+    # What calibration writes: both INT8 files (Q/DQ on FP32 and on the mixed FP16 graph).
+    return Bundle(write_fake_bundle(tmp_path / "faces.sgbundle", fp16_onnx=True, int8_onnx=True, int8_fp16_onnx=True,
                                     fp32_nodes=["/b4/layer0/affine/Gemm", "/b8/layer2/norm/InstanceNormalization"]))
 
 
@@ -172,10 +175,48 @@ def test_weak_typed_build_pins_the_plan_layers_to_fp32(monkeypatch, bundle):
     trt, _ = install_fakes(monkeypatch, "8.6.1")
     fake = trt.__fake__
     build_one(trt, bundle)
-    pinned = [json.loads((bundle.path / "synthesis.fp16.engine").read_bytes())["pinned"]]
-    assert pinned == [["/b4/layer0/affine/Gemm", "/b4/layer0/affine/Gemm_0", "/b8/layer2/norm/InstanceNormalization"]]
+    pinned = json.loads((bundle.path / "synthesis.fp16.engine").read_bytes())["pinned"]
+    # Real parsers name only the registered layer: Gemm's bias add and the norm's scale/bias
+    # reshapes are "(Unnamed Layer* N) [...]" (onnx-tensorrt release/8.6-GA Gemm importer,
+    # normalizationHelper), and still belong to their nodes.
+    assert pinned[0] == "/b4/layer0/affine/Gemm" and pinned[-1] == "/b8/layer2/norm/InstanceNormalization"
+    assert [re.sub(r"\d+", "N", n) for n in pinned[1:-1]] == [
+        "(Unnamed Layer* N) [ElementWise]", "(Unnamed Layer* N) [Shuffle]", "(Unnamed Layer* N) [Shuffle]"]
     assert all(c.args[0].name == "FLOAT" for c in fake.called("ILayer.precision="))
-    assert [(c.args[0], c.args[1].name) for c in fake.called("ILayer.set_output_type")] == [(0, "FLOAT")] * 3
+    assert [(c.args[0], c.args[1].name) for c in fake.called("ILayer.set_output_type")] == [(0, "FLOAT")] * 5
+
+
+def test_int8_pins_on_tensorrt86_never_cover_quantised_layers(monkeypatch, tmp_path):
+    trt, _ = install_fakes(monkeypatch, "8.6.1")
+    bundle = Bundle(write_fake_bundle(tmp_path / "q.sgbundle", int8_onnx=True,
+                                      fp32_nodes=["/b4/layer0/conv/Conv", "/b4/layer0/affine/Gemm"]))
+    build_one(trt, bundle, "int8")
+    pinned = json.loads((bundle.path / "synthesis.int8.engine").read_bytes())["pinned"]
+    assert "/b4/layer0/conv/Conv" not in pinned  # fed by DequantizeLinear: it runs INT8
+    assert "/b4/layer0/affine/Gemm" in pinned
+
+
+def test_build_engines_builds_on_the_device_it_records(monkeypatch, bundle):
+    import stylegan_edge.runtime.backends.cuda as cudalib
+
+    from .fake_pycuda import FakeCuda
+
+    cuda = FakeCuda("Orin", (8, 7), devices=2)
+    trt = make_fake_tensorrt("10.3.0", cuda)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "pycuda", cuda.package)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
+    monkeypatch.setattr(cudalib, "load_libcuda", lambda: cuda.libcuda)
+    build_engines(bundle.path, ("fp16",), device=1)
+    assert trt.__fake__.build_devices == [1, 1]
+    assert json.loads((bundle.path / "synthesis.fp16.engine").read_bytes())["device"] == 1
+    assert len(cuda.ops_named("primary_context_release")) == 1  # the device's context is released after
+
+
+def test_fake_builder_without_a_current_context_builds_on_device_zero(env, bundle):
+    trt, fake, _ = env
+    build_one(trt, bundle)
+    assert fake.build_devices == [0]
 
 
 def test_weak_typed_build_without_plan_pins_normalization_layers(monkeypatch, tmp_path):
@@ -228,6 +269,10 @@ def test_build_engines_rebuilds_when_the_onnx_changes(env, bundle):
     model = onnx.load(str(bundle.path / "mapping.onnx"))
     model.doc_string = "re-exported"
     onnx.save(model, str(bundle.path / "mapping.onnx"))
+    # A re-export rewrites meta.json's record of the file too (bundle format 2 checks it).
+    meta = json.loads((bundle.path / "meta.json").read_text())
+    meta["files"]["mapping.onnx"] = file_record(bundle.path / "mapping.onnx")
+    (bundle.path / "meta.json").write_text(json.dumps(meta))
     fake.calls.clear()
     build_engines(bundle.path, ("fp16",))
     assert len(fake.called("Builder.build_serialized_network")) == 1  # mapping only

@@ -21,7 +21,7 @@ NORM = "NATIVE_INSTANCENORM"
 OBEY = "OBEY_PRECISION_CONSTRAINTS"
 PLAN = "precision_plan.json"
 # (release, model, precision) -> (path, onnx, network flags, builder flags, cleared flags, parser flags, FP32 pins)
-# with a bundle holding synthesis.fp16.onnx, synthesis.int8.onnx and a precision plan.
+# with a bundle holding synthesis.fp16.onnx, synthesis.int8.onnx, synthesis.int8-fp16.onnx and a precision plan.
 BUILD_PLANS = {
     ("8.6.1", "mapping", "fp32"): ("weak_typed", "mapping.onnx", ["EXPLICIT_BATCH"], [], ["TF32"], [NORM], "none"),
     ("8.6.1", "synthesis", "fp32"): ("weak_typed", "synthesis.onnx", ["EXPLICIT_BATCH"], [], ["TF32"], [NORM], "none"),
@@ -37,14 +37,14 @@ for _v in RELEASES[1:]:
                                     "none"),
         (_v, "synthesis", "fp16"): ("strongly_typed", "synthesis.fp16.onnx", ["STRONGLY_TYPED"], [], [], [NORM],
                                     "none"),
-        (_v, "synthesis", "int8"): ("strongly_typed", "synthesis.int8.onnx", ["STRONGLY_TYPED"], [], [], [NORM],
+        (_v, "synthesis", "int8"): ("strongly_typed", "synthesis.int8-fp16.onnx", ["STRONGLY_TYPED"], [], [], [NORM],
                                     "none"),
     })
 
 
 @pytest.fixture
 def full_bundle(tmp_path):
-    return Bundle(write_fake_bundle(tmp_path / "b.sgbundle", fp16_onnx=True, int8_onnx=True,
+    return Bundle(write_fake_bundle(tmp_path / "b.sgbundle", fp16_onnx=True, int8_onnx=True, int8_fp16_onnx=True,
                                     fp32_nodes=["/b4/layer0/norm/InstanceNormalization"]))
 
 
@@ -224,3 +224,13 @@ def test_check_feed_names_the_input_and_shapes():
     assert out.dtype == np.float32 and out.flags.c_contiguous
     with pytest.raises(ValueError, match=r"w_00 must be \[3, 8\], got \[2, 8\]"):
         check_feed(spec, np.ones((2, 8)), 3)
+
+
+@pytest.mark.parametrize("version, path, flags", [("10.3.0", "weak_typed", ["INT8", "FP16", OBEY]),
+                                                  ("11.4.0.106", "strongly_typed", [])])
+def test_int8_without_the_fp16_based_file_falls_back_and_says_why(version, path, flags, tmp_path):
+    bundle = Bundle(write_fake_bundle(tmp_path / "b.sgbundle", fp16_onnx=True, int8_onnx=True,
+                                      fp32_nodes=["/b4/layer0/norm/InstanceNormalization"]))
+    plan = plan_build(make_fake_tensorrt(version), bundle, "int8")
+    assert (plan.path, plan.onnx.name, list(plan.builder_flags)) == (path, "synthesis.int8.onnx", flags)
+    assert any("synthesis.int8-fp16.onnx absent" in n for n in plan.notes)

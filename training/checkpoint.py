@@ -8,10 +8,16 @@ training, the training configuration, counters and RNG states.
 
 Writes are atomic: the file is written beside its destination, flushed to disk and renamed over
 it, so a crash mid-write leaves the previous checkpoint intact.
+
+Integrity: safetensors has no checksum, so the metadata records `tensors_sha256`, a SHA-256 over
+every tensor (name, dtype, shape and bytes, in name order), checked on load; files written before
+it existed (the shipped `models/faces64.safetensors`) load without the check. Non-finite weights
+are refused on load, naming the tensor.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -29,8 +35,23 @@ FORMAT = "stylegan-edge"
 FORMAT_VERSION = 1
 
 
+HASH_KEY = "tensors_sha256"
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line naming the file."""
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors in name order: each name, dtype and shape, then its raw bytes.
+    Independent of how safetensors lays the file out, so it survives a rewrite of the header."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        # A byte view works for every dtype, bfloat16 and bool included (numpy has no bfloat16).
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -39,6 +60,7 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     header.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
     # safetensors refuses shared or strided storage: give it compact private copies.
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    header[HASH_KEY] = tensors_sha256(flat)
     atomic_write_bytes(path, st_save(flat, metadata=header))
 
 
@@ -61,7 +83,24 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"{path}: written in checkpoint format {version}; "
             f"this version of stylegan-edge reads format {FORMAT_VERSION}"
         )
+    expected = meta.get(HASH_KEY)
+    if expected is not None and tensors_sha256(tensors) != expected:
+        raise CheckpointError(
+            f"{path}: its tensors do not match the SHA-256 in its metadata (the file is corrupt or was altered)"
+        )
+    check_finite(tensors, path)
     return tensors, meta
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """One CheckpointError naming the first floating-point tensor holding NaN or infinity."""
+    for name in sorted(tensors):
+        t = tensors[name]
+        if not t.is_floating_point() or not t.numel() or bool(torch.isfinite(t.sum())):
+            continue  # a finite sum has no NaN or infinity in it: the cheap test first
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:  # not merely a sum that overflowed
+            raise CheckpointError(f"{path}: tensor {name} holds {bad} NaN or infinite value(s)")
 
 
 def _read_header(data: bytes) -> dict[str, str]:
@@ -81,7 +120,7 @@ def checkpoint_config(meta: dict[str, str], path: str | Path = "checkpoint") -> 
         return ModelConfig.from_json(meta["config"])
     except KeyError:
         raise CheckpointError(f"{path}: metadata has no model configuration") from None
-    except (ConfigError, TypeError, json.JSONDecodeError) as e:
+    except (ConfigError, TypeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: invalid model configuration: {_first_line(e)}") from None
 
 

@@ -52,6 +52,9 @@ class ModelConfig:
     w_avg_beta: float = 0.995
 
     def __post_init__(self) -> None:
+        # Types and ranges first: a configuration read from a file is untrusted, and a network is
+        # built (memory allocated) from it, so every size is bounded before anything uses it.
+        _check_fields(self)
         res = self.resolution
         if res < 4 or res & (res - 1):
             raise ConfigError(f"resolution must be a power of two >= 4, got {res}")
@@ -61,6 +64,23 @@ class ModelConfig:
             raise ConfigError("mapping_layers must be >= 1 when use_mapping is on")
         if self.truncation_cutoff is not None and not 0 <= self.truncation_cutoff <= self.num_layers:
             raise ConfigError(f"truncation_cutoff must be in [0, {self.num_layers}]")
+        for stage in range(self.log2_res):
+            if self.channels(stage) < 1:
+                raise ConfigError(
+                    f"fmap_base={self.fmap_base} with fmap_decay={self.fmap_decay} leaves stage {stage} with no "
+                    "feature maps"
+                )
+        if self.mbstd_group_size > 1 and (self.mbstd_features < 1 or self.channels(1) % self.mbstd_features):
+            raise ConfigError(
+                f"mbstd_features={self.mbstd_features} must be >= 1 and divide the {self.channels(1)} "
+                "feature maps at 4x4"
+            )
+        total = parameter_count(self)
+        if total > MAX_PARAMETERS:
+            raise ConfigError(
+                f"the configuration describes {total:,} parameters and buffers, more than the {MAX_PARAMETERS:,} "
+                "this implementation builds"
+            )
 
     # --- derived shape facts, shared by every stage ---------------------------------------
     @property
@@ -100,6 +120,91 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
+
+
+# Bounds on every field, so that no configuration (from a checkpoint, a bundle or a pickle)
+# makes the network builder allocate without limit. Generous: the paper's network is 26M
+# parameters at 1024 px with 512 channels; NVIDIA's largest StyleGANs stay well inside.
+MAX_PARAMETERS = 1_000_000_000
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "resolution": (4, 4096),
+    "z_dim": (1, 8192),
+    "w_dim": (1, 8192),
+    "img_channels": (1, 4),
+    "fmap_base": (1, 1 << 20),
+    "fmap_max": (1, 8192),
+    "mapping_layers": (0, 64),
+    "mapping_width": (1, 8192),
+    "fused_up_min_res": (0, 1 << 16),
+    "mbstd_group_size": (0, 1024),
+    "mbstd_features": (0, 8192),
+}
+_FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "fmap_decay": (0.0, 16.0),
+    "mapping_lrmul": (1e-6, 1e3),
+    "truncation_psi": (-16.0, 16.0),
+    "w_avg_beta": (0.0, 1.0),
+}
+_BOOL_FIELDS = ("use_mapping", "const_input", "use_noise")
+
+
+def _check_fields(cfg: ModelConfig) -> None:
+    """One ConfigError naming the first field of the wrong type or out of its range."""
+    for name, (lo, hi) in _INT_RANGES.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value}")
+    for name, (lo_f, hi_f) in _FLOAT_RANGES.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        # NaN fails both comparisons, so it is refused here too.
+        if not lo_f <= value <= hi_f:
+            raise ConfigError(f"{name} must be a finite number in [{lo_f:g}, {hi_f:g}], got {value}")
+    for name in _BOOL_FIELDS:
+        value = getattr(cfg, name)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    cutoff = cfg.truncation_cutoff
+    if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int)):
+        raise ConfigError(f"truncation_cutoff must be an integer or null, got {cutoff!r}")
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """Elements the generator and discriminator allocate (learned parameters and the saved noise
+    images), from the configuration alone, so a size can be refused before anything is built.
+    Mirrors the layer list of networks.py (a test checks it against the built networks)."""
+    c = cfg.channels
+    w, log2 = cfg.w_dim, cfg.log2_res
+
+    def dense(n_in: int, n_out: int, bias: bool = True) -> int:
+        return n_in * n_out + (n_out if bias else 0)
+
+    def style_layer(ch: int, res: int, conv_in: int | None) -> int:
+        n = (9 * conv_in * ch if conv_in is not None else 0) + dense(w, 2 * ch) + ch
+        return n + (ch + res * res if cfg.use_noise else 0)
+
+    g = 0
+    if cfg.use_mapping:
+        dims = [cfg.z_dim] + [cfg.mapping_width] * (cfg.mapping_layers - 1) + [w]
+        g += sum(dense(a, b) for a, b in zip(dims[:-1], dims[1:]))
+    g += w  # w_avg
+    g += c(1) * 16 if cfg.const_input else dense(w, c(1) * 16, bias=False)
+    g += style_layer(c(1), 4, None) + style_layer(c(1), 4, c(1))
+    for stage in range(3, log2 + 1):
+        res, c_in, c_out = 2**stage, c(stage - 2), c(stage - 1)
+        g += style_layer(c_out, res, c_in) + style_layer(c_out, res, c_out)
+    g += c(log2 - 1) * cfg.img_channels + cfg.img_channels  # toRGB and its bias
+
+    d = cfg.img_channels * c(log2 - 1) + c(log2 - 1)  # fromRGB and its bias
+    for stage in range(log2, 2, -1):
+        c_in, c_out = c(stage - 1), c(stage - 2)
+        d += 9 * c_in * c_in + c_in + 9 * c_in * c_out + c_out
+    mbstd = cfg.mbstd_features if cfg.mbstd_group_size > 1 else 0
+    d += 9 * (c(1) + mbstd) * c(1) + c(1) + dense(c(1) * 16, c(0)) + dense(c(0), 1)
+    return g + d
 
 
 PRESETS: dict[str, ModelConfig] = {

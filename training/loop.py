@@ -3,19 +3,29 @@ sample grids, SWD, and atomic, resumable checkpoints.
 
 Everything a run needs to continue exactly where it stopped (G, G_ema, D, both Adam states, the
 image counter and every random-number generator) is in `checkpoint.safetensors`; `model.safetensors`
-beside it holds the latest G_ema for export. Ctrl-C finishes the step in flight, saves, and returns.
+beside it holds the latest G_ema for export. Ctrl-C finishes the step in flight, saves, and returns
+(the CLI then exits 130).
+
+Faults end a run in one line: every file is written through the atomic path, so a full disk, a
+read-only folder or an I/O error raises `TrainingError` naming the file while the previous
+checkpoint stays whole; a bad image met mid-run saves a checkpoint, then raises `DatasetError`
+naming the file (from DataLoader workers too). One run at a time holds `OUT/train.lock`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import errno
 import json
 import math
+import os
+import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from stylegan_edge.runtime.files import atomic_path, atomic_write_bytes
 
 from . import distributed as dist_utils
 from .checkpoint import (
@@ -35,13 +46,20 @@ from .checkpoint import (
     save_model,
     with_prefix,
 )
-from .config import ModelConfig
-from .data import open_dataset
+from .config import ConfigError, ModelConfig
+from .data import DatasetError, open_dataset
 from .loss import d_loss, g_loss, generator_styles, r1_penalty
 from .networks import Discriminator, Generator
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
+METRICS = "metrics.jsonl"
+LOCK = "train.lock"
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (a disk fault, another run writing to the same folder); the
+    message is one line naming the path."""
 
 
 @dataclass(frozen=True)
@@ -69,14 +87,76 @@ class TrainConfig:
     workers: int = 2
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        _check_train_config(self)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ConfigError(f"a training configuration is a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown training configuration keys: {', '.join(unknown)}")
+        if not isinstance(d.get("betas"), list) or len(d["betas"]) != 2:
+            raise ConfigError(f"betas must be a list of two numbers, got {d.get('betas')!r}")
         d["betas"] = tuple(d["betas"])
         return cls(**d)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_OPTION = {"kimg": "--kimg", "batch": "--batch", "g_lr": "--g-lr", "d_lr": "--d-lr", "r1_gamma": "--r1-gamma",
+           "r1_interval": "--r1-interval", "mixing_prob": "--mixing", "ema_kimg": "--ema-kimg",
+           "snapshot_kimg": "--snapshot-kimg", "metrics_kimg": "--metrics-kimg", "metric_images": "--metric-images",
+           "workers": "--workers", "seed": "--seed", "device": "--device"}
+
+
+def _check_train_config(cfg: TrainConfig) -> None:
+    """One ConfigError naming the option (as the CLI spells it) of the first bad field. NaN fails
+    every range check, so it is refused everywhere."""
+
+    def bad(field: str, want: str) -> ConfigError:
+        return ConfigError(f"{_OPTION.get(field, field)} must be {want}, got {getattr(cfg, field)!r}")
+
+    for field in ("data", "out", "device"):
+        if not isinstance(getattr(cfg, field), str) or not getattr(cfg, field):
+            raise bad(field, "a non-empty string")
+    positive = ("kimg", "g_lr", "d_lr")
+    for field in positive:
+        if not _is_number(getattr(cfg, field)) or getattr(cfg, field) <= 0:
+            raise bad(field, "a finite number > 0")
+    for field in ("r1_gamma", "ema_kimg", "snapshot_kimg", "metrics_kimg"):
+        if not _is_number(getattr(cfg, field)) or getattr(cfg, field) < 0:
+            raise bad(field, "a finite number >= 0")
+    if not _is_number(cfg.mixing_prob) or not 0 <= cfg.mixing_prob <= 1:
+        raise bad("mixing_prob", "a number in [0, 1]")
+    if cfg.ema_rampup is not None and (not _is_number(cfg.ema_rampup) or cfg.ema_rampup < 0):
+        raise bad("ema_rampup", "a finite number >= 0 or None")
+    if (not isinstance(cfg.betas, tuple) or len(cfg.betas) != 2
+            or not all(_is_number(b) and 0 <= b < 1 for b in cfg.betas)):
+        raise bad("betas", "two numbers in [0, 1)")
+    for field, lo, hi in (("batch", 1, 1 << 20), ("r1_interval", 1, 1 << 20), ("metric_images", 1, 1 << 20),
+                          ("grid_size", 1, 1024), ("workers", 0, 256), ("seed", 0, 2**32 - 1)):
+        value = getattr(cfg, field)
+        if not _is_int(value) or not lo <= value <= hi:
+            raise bad(field, f"an integer in [{lo}, {hi}]")
+    for field in ("xflip", "amp"):
+        if not isinstance(getattr(cfg, field), bool):
+            raise bad(field, "true or false")
+    if cfg.fid_model is not None and not isinstance(cfg.fid_model, str):
+        raise bad("fid_model", "a path or None")
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", cfg.device):
+        raise bad("device", "auto, cpu, cuda or cuda:N")
 
 
 @dataclass
@@ -91,8 +171,15 @@ class TrainEvent:
 
 
 def resolve_device(device: str) -> str:
+    """`auto` to what this machine has; a CUDA device that is not there is one ConfigError."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA device is available to PyTorch on this machine")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -156,8 +243,10 @@ class Trainer:
             }),
         }
         path = out / CHECKPOINT
-        save_checkpoint(path, self.state_tensors(), meta)
-        save_model(out / MODEL, self.G_ema, extra_meta={"kimg": f"{self.cur_nimg / 1000:.1f}"})
+        with _writing(path, path):
+            save_checkpoint(path, self.state_tensors(), meta)
+        with _writing(out / MODEL, path):
+            save_model(out / MODEL, self.G_ema, extra_meta={"kimg": f"{self.cur_nimg / 1000:.1f}"})
         return path
 
     @classmethod
@@ -165,23 +254,29 @@ class Trainer:
         tensors, meta = read_checkpoint(path)
         if meta.get("kind") != "training":
             raise CheckpointError(f"{path}: a model file, not a training checkpoint; it cannot be resumed")
+        stored, counters, groups = _training_meta(meta, path)
         # The run keeps its own settings; only how long, where and on what may change.
-        stored = TrainConfig.from_json(meta["train_config"])
         cfg = dataclasses.replace(stored, kimg=cfg.kimg, out=cfg.out, data=cfg.data, workers=cfg.workers,
                                   device=cfg.device)
+        # The model configuration is validated (sizes bounded) before any network is built.
         trainer = cls(cfg, checkpoint_config(meta, path), dist)
         for name, module in (("G", trainer.G), ("G_ema", trainer.G_ema), ("D", trainer.D)):
             load_state(module, {k: v.to(trainer.device) for k, v in prefixed(tensors, name).items()}, name, path)
-        groups = json.loads(meta["opt_groups"])
-        for name, opt in (("opt_G", trainer.opt_G), ("opt_D", trainer.opt_D)):
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in prefixed(tensors, name).items():
-                idx, field = key.split(".", 1)
-                state.setdefault(int(idx), {})[field] = value.to(trainer.device) if field != "step" else value
-            opt.load_state_dict({"state": state, "param_groups": groups[name]})
-        trainer.rng.set_state(tensors["rng.loop"])
-        torch.set_rng_state(tensors["rng.torch"])
-        counters = json.loads(meta["counters"])
+        for key in ("rng.loop", "rng.torch"):
+            if key not in tensors:
+                raise CheckpointError(f"{path}: a training checkpoint without its {key} tensor; it cannot be resumed")
+        try:
+            for name, opt in (("opt_G", trainer.opt_G), ("opt_D", trainer.opt_D)):
+                state: dict[int, dict[str, torch.Tensor]] = {}
+                for key, value in prefixed(tensors, name).items():
+                    idx, field = key.split(".", 1)
+                    state.setdefault(int(idx), {})[field] = value.to(trainer.device) if field != "step" else value
+                opt.load_state_dict({"state": state, "param_groups": groups[name]})
+            trainer.rng.set_state(tensors["rng.loop"])
+            torch.set_rng_state(tensors["rng.torch"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            # Whatever the optimiser or RNG make of a state that does not fit them is the file's fault.
+            raise CheckpointError(f"{path}: optimiser or RNG state does not fit the run ({_first_line(e)})") from None
         trainer.cur_nimg, trainer.step = counters["cur_nimg"], counters["step"]
         trainer.data_epoch, trainer.data_pos = counters["data_epoch"], counters["data_pos"]
         trainer.elapsed = counters["elapsed"]
@@ -251,6 +346,127 @@ class Trainer:
         return stats
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _training_meta(meta: dict[str, str], path: Path) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
+    """The training configuration, counters and optimiser groups of a checkpoint, checked for
+    type and range; one CheckpointError naming the file and the field otherwise."""
+    for key in ("train_config", "counters", "opt_groups"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: a training checkpoint without its {key} metadata; it cannot be resumed")
+    try:
+        stored = TrainConfig.from_json(meta["train_config"])
+    except (ConfigError, TypeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: invalid train_config metadata: {_first_line(e)}") from None
+    try:
+        counters = json.loads(meta["counters"])
+        groups = json.loads(meta["opt_groups"])
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: invalid training metadata: {_first_line(e)}") from None
+    if not isinstance(counters, dict):
+        raise CheckpointError(f"{path}: invalid counters metadata: not a JSON object")
+    for key in ("cur_nimg", "step", "data_epoch", "data_pos"):
+        if not _is_int(counters.get(key)) or not 0 <= counters[key] < 2**62:
+            raise CheckpointError(f"{path}: invalid counters metadata: {key} must be a non-negative integer")
+    if not _is_number(counters.get("elapsed")) or counters["elapsed"] < 0:
+        raise CheckpointError(f"{path}: invalid counters metadata: elapsed must be a non-negative number")
+    if not isinstance(groups, dict) or not all(isinstance(groups.get(k), list) for k in ("opt_G", "opt_D")):
+        raise CheckpointError(f"{path}: invalid opt_groups metadata: needs lists opt_G and opt_D")
+    return stored, counters, groups
+
+
+# What a write can fail with that reading never does: used where one call both reads and writes.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO})
+
+
+@contextlib.contextmanager
+def _writing(path: Path, checkpoint: Path, only_write_errors: bool = False) -> Iterator[None]:
+    """Turn an OSError while writing `path` (disk full, read-only, I/O error, file too large)
+    into one TrainingError line naming it; the atomic writes have left the old file whole."""
+    try:
+        yield
+    except OSError as e:
+        if only_write_errors and e.errno not in _WRITE_ERRNOS:
+            raise
+        reason = e.strerror or _first_line(e)
+        if checkpoint.is_file():
+            kept = f"; the last good checkpoint {checkpoint} is kept"
+        else:
+            kept = "; no checkpoint has been saved yet"
+        raise TrainingError(f"{path}: cannot write ({reason}){kept}") from None
+
+
+def _write_text(path: Path, text: str, checkpoint: Path) -> None:
+    with _writing(path, checkpoint):
+        atomic_write_bytes(path, text.encode())
+
+
+def _write_grid(images: np.ndarray, path: Path, checkpoint: Path) -> None:
+    from stylegan_edge.runtime.images import save_grid
+
+    # Through a temporary file: a kill mid-write must not leave a truncated PNG under the name.
+    with _writing(path, checkpoint), atomic_path(path) as tmp:
+        save_grid(images, tmp)
+
+
+def _lock_out(out: Path, checkpoint: Path) -> int:
+    """Hold an exclusive lock on `out` for this process (released when the fd closes, also
+    when the process dies); a second writer gets one line naming the holder's pid."""
+    import fcntl
+
+    path = out / LOCK
+    with _writing(path, checkpoint):
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise TrainingError(
+            f"{out}: another training (pid {holder}) is writing to this folder; wait for it to end or use another --out"
+        ) from None
+    try:
+        with _writing(path, checkpoint):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of atomic writes that a killed run left (`.NAME.XXXX.tmp`); only called
+    while holding the lock, so none of them can belong to a live writer."""
+    for folder in (out, out / "samples"):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
+def _kept_metrics(path: Path, cur_nimg: int) -> list[dict[str, Any]]:
+    """The metrics rows a resumed run keeps: those up to its checkpoint's image count. Rows
+    past it were measured on weights the checkpoint does not hold, and the resumed run measures
+    them again."""
+    if not path.is_file():
+        return []
+    limit = round(cur_nimg / 1000, 3)
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill in older versions
+        if isinstance(row, dict) and _is_number(row.get("kimg")) and row["kimg"] <= limit:
+            rows.append(row)
+    return rows
+
+
 def _grid_latents(cfg: TrainConfig, z_dim: int) -> torch.Tensor:
     return torch.randn(cfg.grid_size, z_dim, generator=torch.Generator().manual_seed(cfg.seed + 7))
 
@@ -265,11 +481,54 @@ def generate_images(G: Generator, z: torch.Tensor, batch: int = 64) -> np.ndarra
     return np.concatenate(out)
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """A DatasetError met in a DataLoader worker, carried to the main process as data: re-raised
+    by the loader it would lose its message (it becomes "Caught DatasetError in worker 0")."""
+
+    message: str
+
+
+class _LoaderView(torch.utils.data.Dataset):
+    """The items `indices` of `dataset`; an unreadable image becomes a `_Failure` batch."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, indices: list[int]) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        try:
+            return self.dataset[self.indices[i]]
+        except DatasetError as e:
+            return _Failure(str(e))
+
+    def __getitems__(self, items: Sequence[int]) -> list[Any]:
+        try:
+            getitems = getattr(self.dataset, "__getitems__", None)
+            if getitems is None:
+                return [self.dataset[self.indices[i]] for i in items]
+            return getitems([self.indices[i] for i in items])
+        except DatasetError as e:
+            return [_Failure(str(e))]
+
+
+def _collate(items: list[Any]) -> Any:
+    for item in items:
+        if isinstance(item, _Failure):
+            return item
+    return torch.utils.data.default_collate(items)
+
+
 class _Batches:
     """Endless shuffled batches, resumable from (epoch, position); each rank takes its slice."""
 
     def __init__(self, dataset: torch.utils.data.Dataset, batch: int, seed: int, dist: dist_utils.DistInfo,
                  workers: int, epoch: int, pos: int) -> None:
+        if len(dataset) < batch * dist.world_size:
+            # Without this the loop below would look for a full batch forever.
+            raise DatasetError(f"{len(dataset)} images are fewer than one batch of {batch * dist.world_size}")
         self.dataset, self.batch, self.seed, self.dist, self.workers = dataset, batch, seed, dist, workers
         self.epoch, self.pos = epoch, pos
 
@@ -283,48 +542,108 @@ class _Batches:
                 continue
             mine = order[:usable].view(-1, self.dist.world_size, self.batch)[:, self.dist.rank]
             loader = torch.utils.data.DataLoader(
-                torch.utils.data.Subset(self.dataset, mine.flatten().tolist()), batch_size=self.batch,
-                num_workers=self.workers, persistent_workers=False, shuffle=False,
+                _LoaderView(self.dataset, mine.flatten().tolist()), batch_size=self.batch,
+                num_workers=self.workers, persistent_workers=False, shuffle=False, collate_fn=_collate,
                 # Its own generator: creating a loader must not draw from the global stream,
                 # or a resumed run would see different noise than an uninterrupted one.
                 generator=torch.Generator().manual_seed(self.seed + self.epoch),
             )
             for images in loader:
+                if isinstance(images, _Failure):
+                    # Raised in the main process, with the worker's message (it names the file).
+                    raise DatasetError(images.message)
                 self.pos += self.batch * self.dist.world_size
                 yield images
             self.epoch, self.pos = self.epoch + 1, 0
+
+
+def check_batch(cfg: TrainConfig, model_cfg: ModelConfig, dataset_length: int, world_size: int = 1) -> int:
+    """The per-process batch, or one error line: a dataset smaller than one batch is refused
+    (capping the batch silently would change the run's hyperparameters), as is a batch the
+    minibatch-stddev group does not divide."""
+    per_rank = max(cfg.batch // world_size, 1)
+    need = per_rank * world_size
+    if dataset_length < need:
+        raise DatasetError(
+            f"{cfg.data}: {dataset_length} images are fewer than one batch of {need}; "
+            f"use --batch {dataset_length} or less, or more images"
+        )
+    group = min(model_cfg.mbstd_group_size, per_rank)
+    if model_cfg.mbstd_group_size > 1 and per_rank % group:
+        raise ConfigError(
+            f"--batch {cfg.batch}: each process's batch ({per_rank}) must be a multiple of the minibatch-stddev "
+            f"group size {group}"
+        )
+    return per_rank
 
 
 def train(
     cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool = False,
     callback: Callable[[TrainEvent], None] | None = None,
 ) -> Path:
-    """Run (or resume) training into `cfg.out`; returns the path of the latest model file."""
-    from .metrics.swd import SWDReference  # numpy-heavy; imported when training starts
+    """Run (or resume) training into `cfg.out`; returns the path of the latest model file.
 
+    Raises (one line each) ConfigError, DatasetError, CheckpointError, and TrainingError for a
+    disk fault or a folder another run holds. Ctrl-C saves and returns; the last event is then
+    "interrupted"."""
     callback = callback or (lambda e: None)
     out = Path(cfg.out)
-    dist = dist_utils.init_from_env(resolve_device(cfg.device))
-    if not dist.is_main:  # one progress bar and one log per run, from rank 0
-        callback = lambda e: None  # noqa: E731
+    device = resolve_device(cfg.device)
+    ckpt = out / CHECKPOINT
+    if resume and not ckpt.is_file():
+        raise CheckpointError(f"{ckpt}: nothing to resume (no checkpoint in {out})")
+    if not resume and model_cfg is None:
+        raise ValueError("a new run needs a model configuration")
+    dist = dist_utils.init_from_env(device)
+    lock: int | None = None
+    created = not out.exists()
+    try:
+        if dist.is_main:
+            # Before anything is read or written: two runs must never interleave their files.
+            lock = _lock_out(out, ckpt)
+            _remove_stale_temporaries(out)
+        else:  # one progress bar and one log per run, from rank 0
+            callback = lambda e: None  # noqa: E731
+        return _run(cfg, model_cfg, resume, callback, out, dist)
+    except BaseException:
+        if lock is not None and created and [p.name for p in out.iterdir()] == [LOCK]:
+            # Refused before writing anything (a dataset too small, say): leave no empty run behind.
+            with contextlib.suppress(OSError):
+                (out / LOCK).unlink()
+                out.rmdir()
+        raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+        dist_utils.shutdown(dist)
+
+
+def _run(
+    cfg: TrainConfig, model_cfg: ModelConfig | None, resume: bool, callback: Callable[[TrainEvent], None],
+    out: Path, dist: dist_utils.DistInfo,
+) -> Path:
+    from .metrics.swd import SWDReference  # numpy-heavy; imported when training starts
+
     ckpt = out / CHECKPOINT
     if resume:
-        if not ckpt.is_file():
-            raise CheckpointError(f"{ckpt}: nothing to resume (no checkpoint in {out})")
         trainer = Trainer.resume(ckpt, cfg, dist)
         cfg = trainer.cfg
         callback(TrainEvent("resumed", trainer.cur_nimg / 1000, cfg.kimg, {}, ckpt))
     else:
-        if model_cfg is None:
-            raise ValueError("a new run needs a model configuration")
+        assert model_cfg is not None
         trainer = Trainer(cfg, model_cfg, dist)
     mc = trainer.model_cfg
     dataset = open_dataset(cfg.data, mc.resolution, xflip=cfg.xflip, seed=cfg.seed)
+    per_rank = check_batch(cfg, mc, len(dataset), dist.world_size)
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "training_config.json").write_text(json.dumps(
-            {"train": json.loads(cfg.to_json()), "model": mc.to_dict(), "dataset_length": len(dataset)}, indent=2))
-    per_rank = max(cfg.batch // dist.world_size, 1)
+        _write_text(out / "training_config.json", json.dumps(
+            {"train": json.loads(cfg.to_json()), "model": mc.to_dict(), "dataset_length": len(dataset)}, indent=2),
+            ckpt)
+        if resume:
+            # Rows measured after the checkpoint would be measured again: drop them.
+            trainer.history = _kept_metrics(out / METRICS, trainer.cur_nimg)
+            if (out / METRICS).is_file():
+                _write_metrics(out / METRICS, trainer.history, ckpt)
     sampler = _Batches(dataset, per_rank, cfg.seed, dist, cfg.workers, trainer.data_epoch, trainer.data_pos)
     batches = iter(sampler)
 
@@ -337,21 +656,24 @@ def train(
         if cfg.fid_model:
             from .metrics.fid import FIDReference
 
-            fid_ref = FIDReference(cfg.fid_model, reals, cache_path=out / "fid_reals.npz")
+            # It writes its cache of the reals' statistics; a missing model file stays its own error.
+            with _writing(out / "fid_reals.npz", ckpt, only_write_errors=True):
+                fid_ref = FIDReference(cfg.fid_model, reals, cache_path=out / "fid_reals.npz")
         if not resume:
-            from stylegan_edge.runtime.images import save_grid
+            _write_grid(reals[: cfg.grid_size], out / "reals.png", ckpt)
 
-            save_grid(reals[: cfg.grid_size], out / "reals.png")
+    saved = {"nimg": trainer.cur_nimg if resume else None}
 
     def snapshot(kind: str) -> None:
         if not dist.is_main:
             return
-        from stylegan_edge.runtime.images import save_grid
-
         kimg = trainer.cur_nimg / 1000
-        grid_path = out / "samples" / f"fakes{int(round(kimg)):06d}.png"
-        save_grid(generate_images(trainer.G_ema, grid_z), grid_path)
+        # The checkpoint first: on a full disk it is what must survive. Grids are named by image
+        # count, so snapshots closer than 1 kimg apart (or a final one off the tick) never collide.
         path = trainer.save(out)
+        saved["nimg"] = trainer.cur_nimg
+        _write_grid(generate_images(trainer.G_ema, grid_z), out / "samples" / f"fakes{trainer.cur_nimg:09d}.png",
+                    ckpt)
         callback(TrainEvent(kind, kimg, cfg.kimg, {}, path))
 
     def metrics() -> None:
@@ -367,8 +689,7 @@ def train(
                   **{k: round(float(v), 4) for k, v in result.items()},
                   "metric_time": round(time.perf_counter() - t0, 2)}
         trainer.history.append(record)
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        _write_metrics(out / METRICS, trainer.history, ckpt)
         callback(TrainEvent("metrics", trainer.cur_nimg / 1000, cfg.kimg, dict(result)))
 
     if not resume and cfg.metrics_kimg > 0:
@@ -392,7 +713,15 @@ def train(
         next_metrics = _next_tick(trainer.cur_nimg, cfg.metrics_kimg)
         t_last = time.perf_counter()
         while trainer.cur_nimg < total and not stop["requested"]:
-            stats = trainer.train_step(next(batches))
+            try:
+                reals = next(batches)
+            except DatasetError as e:
+                # A bad image mid-run: keep what was learned since the last save, then stop.
+                if dist.is_main and saved["nimg"] != trainer.cur_nimg:
+                    snapshot("stopped")
+                note = f"; saved {ckpt} at kimg {trainer.cur_nimg / 1000:g}" if dist.is_main else ""
+                raise DatasetError(f"{_first_line(e)}{note}") from None
+            stats = trainer.train_step(reals)
             now = time.perf_counter()
             trainer.elapsed += now - t_last
             t_last = now
@@ -411,8 +740,13 @@ def train(
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
-        dist_utils.shutdown(dist)
     return out / MODEL
+
+
+def _write_metrics(path: Path, rows: list[dict[str, Any]], checkpoint: Path) -> None:
+    # The whole file each time (it is small): atomic, and a resumed run's truncation sticks.
+    _write_text(path, "".join(json.dumps(r) + "\n" for r in rows), checkpoint)
+
 
 
 def _next_tick(nimg: int, every_kimg: float) -> float:

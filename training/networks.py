@@ -20,9 +20,11 @@ from .config import ModelConfig
 NOISE_MODES = ("const", "random", "none")
 LRELU_SLOPE = 0.2
 GAIN = math.sqrt(2.0)  # He gain for leaky ReLU, as the official code uses
+PIXEL_NORM_EPS = 1e-8
+INSTANCE_NORM_EPS = 1e-8
 
 
-def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def pixel_norm(x: torch.Tensor, eps: float = PIXEL_NORM_EPS) -> torch.Tensor:
     return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
 
 
@@ -148,7 +150,7 @@ class StyleEpilogue(nn.Module):
         x = x + self.bias.view(1, -1, 1, 1)
         x = F.leaky_relu(x, LRELU_SLOPE)
         # Statistics in FP32: a sum of squares overflows FP16 once |x| passes ~256.
-        x = F.instance_norm(x.float(), eps=1e-8).to(x.dtype)
+        x = F.instance_norm(x.float(), eps=INSTANCE_NORM_EPS).to(x.dtype)
         style = self.style(w).to(x.dtype)
         scale, bias = style.unflatten(1, (2, -1)).unbind(1)
         return x * (scale[:, :, None, None] + 1) + bias[:, :, None, None]

@@ -77,6 +77,19 @@ def load_official_pickle(path: str | Path) -> dict[str, NetworkRecord]:
     return {"G": G, "D": D, "Gs": Gs}
 
 
+def _check_variable_bytes(path: Path, records: tuple[NetworkRecord, ...]) -> None:
+    """Every variable of an official file has its own bytes in the file, so together they fit in
+    it; a file that names one array many times (each name becomes its own parameter) would make
+    the networks far larger than the file, and is refused before anything is converted."""
+    size = path.stat().st_size
+    total = sum(int(v.nbytes) for rec in records for v in rec.all_variables().values())
+    if total > size:
+        raise UnsupportedNetworkError(
+            f"{path}: its variables need {total:,} bytes but the file holds {size:,}: arrays are shared between "
+            "variables, which official files never do"
+        )
+
+
 def _load(module: torch.nn.Module, weights: OfficialWeights, what: str, path: Path) -> None:
     expected = module.state_dict()
     given = weights.state
@@ -116,6 +129,7 @@ def import_official(path: str | Path) -> ImportedOfficial:
     subclass) for a network we do not implement."""
     path = Path(path)
     G_rec, D_rec, Gs_rec = read_official_pickle(path)
+    _check_variable_bytes(path, (G_rec, D_rec, Gs_rec))
     try:
         cfg = config_from_records(G_rec, D_rec, Gs_rec)
         gs_w = generator_weights(Gs_rec, cfg)

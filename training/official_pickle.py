@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,12 @@ _DTYPE_CODES = frozenset(
     for size in sizes
 )
 _MAX_DIMS = 8
+# Official files nest their containers a handful of levels deep (a network's state dict, its
+# variable list, a (name, array) tuple); a hostile file can nest a million. Python hashes nested
+# tuples by C recursion with no depth check, so a deep one used as a dict key overflows the C
+# stack (SIGSEGV) while the file is still being read: depth is bounded as each tuple is built,
+# and again on the walk that turns the stand-ins into plain data.
+MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,43 @@ class NetworkRecord:
         for comp in self.components.values():
             out.update((f"{comp.name}/{k}", v) for k, v in comp.all_variables().items())
         return out
+
+
+class _ArrayBudget:
+    """Bytes of array data the file may make: every array is copied out of bytes the file
+    itself holds, so their sum (each array object once, however often it is referenced) cannot
+    exceed the file's size; many arrays built from one shared buffer would."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+
+    def charge(self, nbytes: int) -> None:
+        if self.used + nbytes > self.limit:
+            raise _MalformedError(
+                f"arrays of more than {self.limit} bytes in all (one buffer read as many arrays?), "
+                f"more than the file's own size"
+            )
+        self.used += nbytes
+
+
+class _BoundedFile:
+    """The file for the unpickler: a length field that claims more bytes than remain is refused
+    before anything of that size is allocated."""
+
+    def __init__(self, data: bytes) -> None:
+        self._f = io.BytesIO(data)
+        self._size = len(data)
+
+    def remaining(self) -> int:
+        return self._size - self._f.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        if n > self.remaining():
+            raise pickle.UnpicklingError(f"pickle data was truncated: {n} bytes wanted, {self.remaining()} left")
+        return self._f.read(n)
+
+    def readline(self) -> bytes:
+        return self._f.readline()
 
 
 # --- stand-ins that the unpickler hands out instead of real classes and functions ------------
@@ -111,8 +155,8 @@ class _NdarrayToken:
 class _ArrayStub:
     """An array being read: `_reconstruct` makes an empty one, its BUILD gives the bytes."""
 
-    def __init__(self, array: np.ndarray | None = None) -> None:
-        self.array = array
+    def __init__(self, budget: _ArrayBudget, array: np.ndarray | None = None) -> None:
+        self.budget, self.array = budget, array
 
     def __setstate__(self, state: Any) -> None:
         if self.array is not None:
@@ -122,15 +166,15 @@ class _ArrayStub:
         if not isinstance(state, tuple) or len(state) != 4:
             raise _MalformedError("an array state that is not (shape, dtype, is_fortran, data)")
         shape, dtype, fortran, data = state
-        self.array = _array_from_bytes(data, dtype, shape, "F" if fortran else "C")
+        self.array = _array_from_bytes(self.budget, data, dtype, shape, "F" if fortran else "C")
 
 
-def _array_from_bytes(data: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+def _array_from_bytes(budget: _ArrayBudget, data: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     if not isinstance(dtype, _DtypeStub):
         raise _MalformedError("an array whose dtype is not a numpy dtype")
     if isinstance(data, pickle.PickleBuffer):
-        data = bytes(data.raw())
-    if not isinstance(data, (bytes, bytearray)):
+        data = data.raw()
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         raise _MalformedError("an array whose data is not raw bytes (an object array?)")
     if (
         not isinstance(shape, tuple) or len(shape) > _MAX_DIMS
@@ -143,21 +187,22 @@ def _array_from_bytes(data: Any, dtype: Any, shape: Any, order: Any) -> np.ndarr
     count = math.prod(shape)
     if len(data) != count * dt.itemsize:
         raise _MalformedError(f"an array of shape {list(shape)} {dt} with {len(data)} bytes of data")
+    budget.charge(count * dt.itemsize)  # before the copy below allocates it
     return np.frombuffer(data, dtype=dt, count=count).reshape(shape, order=order).copy()
 
 
-def _reconstruct(cls: Any, shape: Any, typecode: Any) -> _ArrayStub:
+def _reconstruct(budget: _ArrayBudget, cls: Any, shape: Any, typecode: Any) -> _ArrayStub:
     if not (isinstance(cls, type) and issubclass(cls, _NdarrayToken)):
         raise _MalformedError("_reconstruct of something other than numpy.ndarray")
-    return _ArrayStub()
+    return _ArrayStub(budget)
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> _ArrayStub:
-    return _ArrayStub(_array_from_bytes(buf, dtype, shape, order))
+def _frombuffer(budget: _ArrayBudget, buf: Any, dtype: Any, shape: Any, order: Any) -> _ArrayStub:
+    return _ArrayStub(budget, _array_from_bytes(budget, buf, dtype, shape, order))
 
 
-def _scalar(dtype: Any, data: Any = None) -> _ArrayStub:
-    return _ArrayStub(_array_from_bytes(data, dtype, (), "C"))
+def _scalar(budget: _ArrayBudget, dtype: Any, data: Any = None) -> _ArrayStub:
+    return _ArrayStub(budget, _array_from_bytes(budget, data, dtype, (), "C"))
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
@@ -170,7 +215,20 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Python's own pure-Python unpickler, for three things its C twin cannot give: the memo is a
+    dict (the C memo is an array, so a 9-byte file asking for memo slot 2**28 allocates gigabytes),
+    counted lengths are checked against the bytes left (`_BoundedFile`) before a buffer of that
+    size is made, and each tuple's nesting depth is known as it is built."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, data: bytes) -> None:
+        self._source = _BoundedFile(data)
+        super().__init__(self._source)
+        self._budget = _ArrayBudget(len(data))
+        self._depths: dict[int, tuple[Any, int]] = {}  # id -> (the object, kept alive; depth)
+
     def find_class(self, module: str, name: str) -> Any:
         target = _ALLOWED.get((module, name))
         if target is None:
@@ -179,19 +237,93 @@ class _RestrictedUnpickler(pickle.Unpickler):
         # find_class returned, and that must not reach the shared definitions above.
         if isinstance(target, type):
             return type(target.__name__, (target,), {})
-        return lambda *args: target(*args)
+        budget = self._budget
+        return lambda *args: target(budget, *args)
 
     def persistent_load(self, pid: Any) -> Any:
         raise _RefusedError("a persistent reference")
 
+    # -- nesting depth of the hashable containers, checked as each is built ---------------------
+
+    def _depth_of(self, obj: Any) -> int:
+        if type(obj) not in (tuple, frozenset) or not obj:
+            return 0
+        known = self._depths.get(id(obj))
+        if known is None or known[0] is not obj:  # every non-empty tuple is made by the methods below
+            raise _MalformedError("a tuple the reader did not build")
+        return known[1]
+
+    def _built(self) -> None:
+        top = self.stack[-1]
+        depth = 1 + max((self._depth_of(x) for x in top), default=0)
+        if depth > MAX_DEPTH:
+            raise _MalformedError(f"tuples or sets nested more than {MAX_DEPTH} deep")
+        self._depths[id(top)] = (top, depth)
+
+    def _load_tuple(self) -> None:
+        pickle._Unpickler.load_tuple(self)
+        self._built()
+
+    def _load_tuple1(self) -> None:
+        pickle._Unpickler.load_tuple1(self)
+        self._built()
+
+    def _load_tuple2(self) -> None:
+        pickle._Unpickler.load_tuple2(self)
+        self._built()
+
+    def _load_tuple3(self) -> None:
+        pickle._Unpickler.load_tuple3(self)
+        self._built()
+
+    def _load_frozenset(self) -> None:
+        items = self.pop_mark()
+        depth = 1 + max((self._depth_of(x) for x in items), default=0)  # checked before hashing them
+        if depth > MAX_DEPTH:
+            raise _MalformedError(f"tuples or sets nested more than {MAX_DEPTH} deep")
+        self.append(frozenset(items))
+        self._depths[id(self.stack[-1])] = (self.stack[-1], depth)
+
+    def _load_bytearray8(self) -> None:
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > self._budget.limit:  # the file's size; checked before bytearray(n) allocates it
+            raise pickle.UnpicklingError(f"pickle data was truncated: {n} bytes wanted, the file has fewer")
+        b = bytearray(n)
+        self.readinto(b)
+        self.append(b)
+
+    for _op, _fn in (
+        (pickle.TUPLE, _load_tuple), (pickle.TUPLE1, _load_tuple1), (pickle.TUPLE2, _load_tuple2),
+        (pickle.TUPLE3, _load_tuple3), (pickle.FROZENSET, _load_frozenset), (pickle.BYTEARRAY8, _load_bytearray8),
+    ):
+        dispatch[_op[0]] = _fn
+    del _op, _fn
+
 
 # --- from stand-ins to plain data -------------------------------------------------------------
 
-def _resolve(obj: Any, memo: dict[int, Any]) -> Any:
-    """Replace the stand-ins by arrays and records, walking shared and cyclic structures once."""
+class _Walk:
+    """One pass from stand-ins to plain data: shared objects are converted once (`done`); a
+    container met again while it is still being converted contains itself, which no official file
+    does and which would send every later walk (comparisons, JSON) round forever; nesting is
+    bounded so the walk's own recursion stays far from Python's limit."""
+
+    def __init__(self) -> None:
+        self.done: dict[int, tuple[Any, Any]] = {}  # id -> (the original, kept alive; its conversion)
+        self.open: set[int] = set()
+
+
+def _resolve(obj: Any, walk: _Walk, depth: int = 0) -> Any:
+    """Replace the stand-ins by arrays and records."""
     key = id(obj)
-    if key in memo:
-        return memo[key]
+    if key in walk.done:
+        return walk.done[key][1]
+    if key in walk.open:
+        raise _MalformedError(f"a {type(obj).__name__} that contains itself")
+    if depth > MAX_DEPTH:
+        raise _MalformedError(f"containers nested more than {MAX_DEPTH} deep")
+    walk.open.add(key)
+    d = depth + 1
     if isinstance(obj, _ArrayStub):
         if obj.array is None:
             raise _MalformedError("an array whose data never came")
@@ -199,30 +331,28 @@ def _resolve(obj: Any, memo: dict[int, Any]) -> Any:
     elif isinstance(obj, _DtypeStub):
         out = obj.resolve()
     elif isinstance(obj, _NetworkStub):
-        out = _record(getattr(obj, "_state", None), memo)
+        out = _record(getattr(obj, "_state", None), walk, d)
     elif isinstance(obj, dict):
-        out = memo[key] = {}
-        for k, v in obj.items():
-            out[_resolve(k, memo)] = _resolve(v, memo)
+        out = {_resolve(k, walk, d): _resolve(v, walk, d) for k, v in obj.items()}
     elif isinstance(obj, list):
-        out = memo[key] = []
-        out.extend(_resolve(v, memo) for v in obj)
+        out = [_resolve(v, walk, d) for v in obj]
     elif isinstance(obj, tuple):
-        out = tuple(_resolve(v, memo) for v in obj)
+        out = tuple(_resolve(v, walk, d) for v in obj)
     elif isinstance(obj, (set, frozenset)):
-        out = type(obj)(_resolve(v, memo) for v in obj)
+        out = type(obj)(_resolve(v, walk, d) for v in obj)
     elif obj is None or isinstance(obj, (str, bytes, bytearray, int, float, complex)):
         out = obj  # built by the unpickler itself
     else:
         raise _MalformedError(f"an object of type {type(obj).__name__}")
-    memo[key] = out
+    walk.open.discard(key)
+    walk.done[key] = (obj, out)
     return out
 
 
-def _record(state: Any, memo: dict[int, Any]) -> NetworkRecord:
+def _record(state: Any, walk: _Walk, depth: int) -> NetworkRecord:
     if not isinstance(state, dict):
         raise _MalformedError("a network with no state dict")
-    state = _resolve(state, memo)
+    state = _resolve(state, walk, depth)
     version = state.get("version")
     if version not in (2, 3):
         raise _MalformedError(f"a network state of version {version!r} (official files have 2 or 3)")
@@ -269,7 +399,7 @@ def read_official_pickle(path: str | Path) -> tuple[NetworkRecord, NetworkRecord
             f"and protocols {READ_PROTOCOLS[0]} to {READ_PROTOCOLS[-1]} are read"
         )
     try:
-        obj = _resolve(_RestrictedUnpickler(io.BytesIO(data)).load(), {})
+        obj = _resolve(_RestrictedUnpickler(data).load(), _Walk())
     except _RefusedError as e:
         raise OfficialPickleError(
             f"{path}: refused to load {e.what}: an official StyleGAN pickle holds only networks and numeric "

@@ -11,11 +11,11 @@ import importlib.util
 from typing import Any
 
 from ..bundle import Bundle, engine_filename
-from .base import Backend, BackendUnavailable, BaseBackend, NoiseRequest
+from .base import Backend, BackendClosed, BackendUnavailable, BaseBackend, NoiseRequest
 
 __all__ = [
-    "Backend", "BackendUnavailable", "BaseBackend", "NoiseRequest", "open_backend", "available_backends",
-    "BACKEND_NAMES",
+    "Backend", "BackendClosed", "BackendUnavailable", "BaseBackend", "NoiseRequest", "open_backend",
+    "available_backends", "backend_options", "BACKEND_NAMES",
 ]
 
 BACKEND_NAMES = ("onnxruntime", "tensorrt")
@@ -24,6 +24,13 @@ ORT_OPTIONS = frozenset({"device", "settings", "providers"})
 
 def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
+
+
+def backend_options(name: str) -> frozenset[str]:
+    """The options `open_backend(name, ...)` understands (`auto` passes them to either backend)."""
+    from .tensorrt import OPTIONS as TRT_OPTIONS  # its module imports no TensorRT until a backend opens
+
+    return {"onnxruntime": ORT_OPTIONS, "tensorrt": TRT_OPTIONS}.get(name, ORT_OPTIONS | TRT_OPTIONS)
 
 
 def available_backends() -> list[str]:
@@ -56,7 +63,11 @@ def open_backend(
 
             ort_options["settings"] = SessionSettings(max_batch=cpu_batch_chunk(bundle.meta.largest_feature_map_bytes))
         backend = OnnxRuntimeBackend(path, precision=precision, **ort_options)
-        bundle.check_inputs(model, backend.input_names, path)
+        try:
+            bundle.check_graph(model, backend.input_shapes, backend.output_shapes, path)
+        except BaseException:
+            backend.close()
+            raise
         return backend
     if name == "tensorrt":
         from .tensorrt import TensorRTBackend

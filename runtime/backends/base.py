@@ -22,6 +22,10 @@ class BackendUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like T
     """The backend cannot run here (library missing, no device, no engine file)."""
 
 
+class BackendClosed(BackendUnavailable):
+    """The backend was closed; nothing more runs on it."""
+
+
 @dataclass
 class NoiseRequest:
     """The noise a synthesis call wants: a mode, the batch size, and host arrays on demand.

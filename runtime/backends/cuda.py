@@ -2,16 +2,34 @@
 
 pycuda gives device memory, pinned host memory, streams and async copies; it has no CUDA-graph
 API, so stream capture goes through the driver library (libcuda, always present with the NVIDIA
-driver) with ctypes, as `trtexec --useCudaGraph` does in C++. Every call that can fail is wrapped
-so the exception names the CUDA call ("cuMemcpyHtoDAsync failed: ..."), and every resource is
-owned by a small object that frees it. pycuda is imported only when a device is opened, so this
-module imports anywhere.
+driver) with ctypes, following `trtexec --useCudaGraph` (NVIDIA/TensorRT samples/common:
+sampleInference.cpp builds the enqueue, sampleDevice.h `TrtCudaGraph` captures it). Every call that
+can fail is wrapped so the exception names the CUDA call ("cuMemcpyHtoDAsync failed: ..."), and
+every resource is owned by a small object that frees it. pycuda is imported only when a device is
+opened, so this module imports anywhere.
+
+What a failed capture leaves behind, and how it is cleared:
+- The driver API has no "last error": cuStreamEndCapture of an invalidated capture returns
+  CUDA_ERROR_STREAM_CAPTURE_INVALIDATED once, with a NULL graph, and the stream is an ordinary
+  stream again. Capture invalidation is not a sticky (context-corrupting) error.
+- The runtime API keeps a per-thread last error per runtime instance (CUDA Runtime API,
+  cudaGetLastError: "the last error produced by any of the runtime calls in the same instance of the
+  CUDA Runtime library in the host thread", reset by that call). TensorRT makes its CUDA calls
+  through the runtime, so a call it made that the capture prohibited leaves that error set.
+  trtexec ends the capture even on failure, destroys a graph that came back anyway, then calls
+  cudaGetLastError() to clear and once more to check (sampleDevice.h `endCaptureOnError`,
+  sampleInference.cpp). We do the same through the libcudart already loaded in this process (the
+  instance TensorRT shares when it links the runtime dynamically; a statically linked runtime is
+  out of anyone's reach, trtexec's included), and check with cuStreamIsCapturing that the stream
+  left capture mode before the plain fallback runs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +43,10 @@ PYCUDA_HINT = ("pip install pycuda (it builds from source: on a Jetson first `ex
                " so that nvcc and cuda.h are found)")
 # CUstreamCaptureMode: capture only this thread's CUDA calls, as trtexec does.
 CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1
+CU_STREAM_CAPTURE_STATUS_NONE = 0  # CUstreamCaptureStatus: not capturing
+CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901
+
+_log = logging.getLogger("stylegan_edge.cuda")
 
 
 class CudaUnavailable(BackendUnavailable):
@@ -33,6 +55,10 @@ class CudaUnavailable(BackendUnavailable):
 
 class CudaError(RuntimeError):
     """A CUDA call failed; the message names the call."""
+
+
+class CaptureFailed(CudaError):  # noqa: N818 - a CudaError already; reads as what happened
+    """A stream capture did not produce a usable graph; the stream is usable for plain execution."""
 
 
 def import_driver() -> Any:
@@ -67,7 +93,14 @@ def gpu_identity(ordinal: int = 0) -> GpuInfo:
 
 class CudaDevice:
     """One device's primary context (the one TensorRT's runtime-API calls use), made current
-    around our calls so the backend works from any thread."""
+    around our calls so the backend works from any thread.
+
+    pycuda's rules (src/cpp/cuda.hpp): its context stack is per thread (`context_stack_ptr` is a
+    boost::thread_specific_ptr), so Context.pop() only undoes a push made in the same thread;
+    and `context::detach()` releases the context only when it is current in the calling thread
+    or is called in the thread that created the Context object, otherwise it marks it invalid and
+    silently leaks it. So every push here is popped in the same `with` block, and close() makes
+    the context current in its own thread before detaching, which works from any thread."""
 
     def __init__(self, ordinal: int = 0) -> None:
         self.driver = driver = import_driver()
@@ -81,6 +114,7 @@ class CudaDevice:
         except driver.Error as e:
             raise CudaUnavailable(f"cannot open CUDA device {ordinal} ({e})") from None
         self.ordinal = ordinal
+        self.thread = threading.get_ident()  # pycuda ties the Context object to this thread
         major, minor = self.device.compute_capability()
         self.info = GpuInfo(str(self.device.name()), f"{major}.{minor}")
         self._closed = False
@@ -94,9 +128,17 @@ class CudaDevice:
             checked("cuCtxPopCurrent", self.driver.Context.pop)
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
+        """Release the primary context, from any thread. Current in this thread, pycuda's detach()
+        releases it and takes it off this thread's stack itself, so there is no pop to match."""
+        if self._closed:
+            return
+        self._closed = True
+        checked("cuCtxPushCurrent", self.context.push)
+        try:
             checked("cuDevicePrimaryCtxRelease", self.context.detach)
+        except CudaError:
+            checked("cuCtxPopCurrent", self.driver.Context.pop)
+            raise
 
 
 class DeviceBuffer:
@@ -164,6 +206,7 @@ def load_libcuda() -> Any | None:
         "cuGraphLaunch": [vp, vp],
         "cuGraphExecDestroy": [vp],
         "cuGraphDestroy": [vp],
+        "cuStreamIsCapturing": [vp, ctypes.POINTER(c_int)],
         "cuGetErrorName": [c_int, ctypes.POINTER(ctypes.c_char_p)],
     }
     try:
@@ -173,6 +216,31 @@ def load_libcuda() -> Any | None:
     except AttributeError:  # a driver older than CUDA 11.4
         return None
     return lib
+
+
+def _loaded_libraries(stem: str) -> list[str]:
+    """Paths of shared objects named `stem`* that this process has mapped (Linux)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if f"/{stem}" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if p.rsplit("/", 1)[-1].startswith(stem))
+
+
+def load_libcudart() -> Any | None:
+    """The CUDA runtime library this process already uses (TensorRT's, when it links it
+    dynamically), with cudaGetLastError typed; None where none is loaded. A runtime that is not
+    loaded yet holds no error of anyone's, and loading a second copy would only add an instance."""
+    for path in _loaded_libraries("libcudart.so"):
+        try:
+            lib = ctypes.CDLL(path)
+            fn = lib.cudaGetLastError
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [], ctypes.c_int
+        return lib
+    return None
 
 
 class GraphAPI:
@@ -191,12 +259,31 @@ class GraphAPI:
         self._check("cuStreamBeginCapture", self.lib.cuStreamBeginCapture_v2(
             ctypes.c_void_p(stream), CU_STREAM_CAPTURE_MODE_THREAD_LOCAL))
 
-    def end_capture(self, stream: int) -> int:
+    def end_capture_status(self, stream: int) -> tuple[int, int]:
+        """(status, graph) of cuStreamEndCapture, unchecked: a failed capture must still be ended
+        and a graph it returned destroyed (sampleDevice.h `endCaptureOnError`)."""
         graph = ctypes.c_void_p()
-        self._check("cuStreamEndCapture", self.lib.cuStreamEndCapture(ctypes.c_void_p(stream), ctypes.byref(graph)))
-        if not graph.value:
-            raise CudaError("cuStreamEndCapture failed: the capture was invalidated")
-        return int(graph.value)
+        status = self.lib.cuStreamEndCapture(ctypes.c_void_p(stream), ctypes.byref(graph))
+        return int(status), int(graph.value or 0)
+
+    def is_capturing(self, stream: int) -> int:
+        """The stream's CUstreamCaptureStatus (0: not capturing)."""
+        status = ctypes.c_int()
+        self._check("cuStreamIsCapturing", self.lib.cuStreamIsCapturing(ctypes.c_void_p(stream), ctypes.byref(status)))
+        return int(status.value)
+
+    def clear_runtime_error(self) -> int | None:
+        """Reset the CUDA runtime's last error on this thread as trtexec does after a failed
+        capture (cudaGetLastError, then once more to check it stayed clear). Returns the error
+        that was pending (0 for none), or None where this process has no shared libcudart."""
+        runtime = load_libcudart()
+        if runtime is None:
+            return None
+        pending = int(runtime.cudaGetLastError())
+        again = int(runtime.cudaGetLastError())
+        if again != 0:  # a sticky error: the context is unusable, the plain fallback will say so
+            _log.warning("the CUDA runtime reports error %d again after clearing it", again)
+        return pending
 
     def instantiate(self, graph: int) -> int:
         exe = ctypes.c_void_p()
@@ -229,22 +316,41 @@ class CudaGraph:
             self.api.destroy(exe, graph)
 
 
-def capture_graph(api: GraphAPI, stream: Stream, enqueue: Callable[[], None]) -> CudaGraph:
-    """Capture what `enqueue` puts on `stream` into a graph; CudaError if capture fails. The
-    capture is always ended, so the stream stays usable for plain execution."""
-    api.begin_capture(stream.handle)
+def capture_graph(api: GraphAPI, stream: Stream, enqueue: Callable[[], bool]) -> CudaGraph:
+    """Capture what `enqueue` puts on `stream` into an instantiated graph, as trtexec does. The
+    caller has run the enqueue once plainly since the last change of shapes or addresses
+    (initialisation must not be captured); here the stream is synchronised, captured thread-locally,
+    and the capture is ended whatever happens. `enqueue` returns False when TensorRT reports a
+    failure (it may, when a call it makes is not permitted under capture). On failure any graph is
+    destroyed, the runtime's last error cleared, the stream checked to be out of capture mode,
+    and CaptureFailed raised: the stream is then fit for plain execution. An exception from
+    `enqueue` is re-raised after the same clean-up."""
+    stream.synchronize()
     try:
-        enqueue()
-    except BaseException:
-        try:  # end the capture so the stream is usable; the enqueue's error is the one to report
-            api.destroy(None, api.end_capture(stream.handle))
-        except CudaError:
-            pass
-        raise
-    graph = api.end_capture(stream.handle)
+        api.begin_capture(stream.handle)
+    except CudaError as e:  # nothing was captured, nothing to end
+        raise CaptureFailed(str(e)) from None
+    failure: BaseException | str | None = None
     try:
-        exe = api.instantiate(graph)
-    except CudaError:
+        if not enqueue():
+            failure = "execute_async_v3 returned False under capture"
+    except BaseException as e:  # noqa: BLE001 - the capture is ended first, then this is re-raised
+        failure = e
+    status, graph = api.end_capture_status(stream.handle)
+    if failure is None and status == 0 and graph:
+        try:
+            return CudaGraph(api, graph, api.instantiate(graph))
+        except CudaError as e:
+            failure = str(e)
+    elif failure is None:
+        failure = ("cuStreamEndCapture: the capture was invalidated" if status in (
+            0, CUDA_ERROR_STREAM_CAPTURE_INVALIDATED) else f"cuStreamEndCapture failed with CUDA error {status}")
+    if graph:  # a capture TensorRT reported as failed can still return a graph: never use it
         api.destroy(None, graph)
-        raise
-    return CudaGraph(api, graph, exe)
+    pending = api.clear_runtime_error()
+    if api.is_capturing(stream.handle) != CU_STREAM_CAPTURE_STATUS_NONE:
+        raise CudaError("the stream is still capturing after cuStreamEndCapture")
+    if isinstance(failure, BaseException):
+        raise failure
+    detail = f"; cleared CUDA runtime error {pending}" if pending else ""
+    raise CaptureFailed(f"{failure}{detail}")

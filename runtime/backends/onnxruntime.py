@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import BundleError
 from ..files import atomic_path
-from .base import BackendUnavailable, BaseBackend
+from .base import BackendClosed, BackendUnavailable, BaseBackend
 
 # Our device names -> onnxruntime providers, best first.
 DEVICE_PROVIDERS = {
@@ -131,12 +132,27 @@ class OnnxRuntimeBackend(BaseBackend):
         self.cached = False
         cache = optimized_cache_path(self.path, ort.__version__) \
             if self.settings.cache_optimized and provs == ["CPUExecutionProvider"] else None
-        self.session = self._open(ort, cache, provs)
+        try:
+            self.session = self._open(ort, cache, provs)
+        except (OSError, MemoryError):
+            raise
+        except Exception as e:
+            # onnxruntime's own error classes (InvalidProtobuf, InvalidGraph, Fail, ...): an empty,
+            # truncated, garbled or bit-flipped file. Its message is multi-line and internal.
+            text = " ".join(str(e).split())
+            raise BundleError(f"{self.path}: not a loadable ONNX graph ({text[:160]})") from None
         self.providers = self.session.get_providers()
         if self.device == "custom":
             self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.input_names = [i.name for i in inputs]
+        self.output_names = [o.name for o in outputs]
+        # name -> shape; a symbolic dim (the batch axis) is a string or None.
+        self.input_shapes = {i.name: list(i.shape) for i in inputs}
+        self.output_shapes = {o.name: list(o.shape) for o in outputs}
+        for node in (*inputs, *outputs):
+            if node.type != "tensor(float)":
+                raise BundleError(f"{self.path}: {node.name} is {node.type}, the runtime feeds and reads float32")
 
     def _open(self, ort, cache: Path | None, provs: list[str]):  # -> ort.InferenceSession
         so = self.settings.session_options()
@@ -150,18 +166,26 @@ class OnnxRuntimeBackend(BaseBackend):
             except Exception:  # a cache from an interrupted write or another build: rebuild it
                 cache.unlink(missing_ok=True)
         if cache is not None and os.access(cache.parent, os.W_OK):
-            with atomic_path(cache, suffix=".onnx") as tmp:
-                so.optimized_model_filepath = os.fspath(tmp)
-                return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
+            try:
+                with atomic_path(cache, suffix=".onnx") as tmp:
+                    so.optimized_model_filepath = os.fspath(tmp)
+                    return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
+            except OSError:  # a full disk or an I/O error: the cache is an optimisation, run without it
+                so = self.settings.session_options()
         return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # One read of the session: a close() in another thread then lets this call finish on the
+        # session it started with, and later calls see the closed state.
+        session = self.session
+        if session is None:
+            raise BackendClosed(f"{self.path}: the onnxruntime session is closed")
         feeds = {k: feeds[k] for k in self.input_names}
         chunk = self.settings.max_batch if self.device == "cpu" else None
         batch = len(next(iter(feeds.values()))) if feeds else 0
         if not chunk or batch <= chunk:
-            return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
-        parts = [self.session.run(self.output_names, {k: v[i:i + chunk] for k, v in feeds.items()})
+            return dict(zip(self.output_names, session.run(self.output_names, feeds)))
+        parts = [session.run(self.output_names, {k: v[i:i + chunk] for k, v in feeds.items()})
                  for i in range(0, batch, chunk)]
         return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(self.output_names)}
 

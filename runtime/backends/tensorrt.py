@@ -8,9 +8,15 @@
 - Noise stays on the device: the model's constant noise is uploaded once, random noise is a
   window of a pre-drawn device pool (a random offset per call, from the request's generator),
   'none' is a memset, explicit arrays are uploaded. Noise inputs keep fixed buffers, so
-- optional CUDA graphs (cuda_graph=True) can replay batch-1 calls: after one plain warm-up run
-  the enqueue is captured with shapes and addresses fixed, and replayed; a failed capture falls
-  back to plain execution for good.
+- optional CUDA graphs (cuda_graph=True) can replay the enqueue, as `trtexec --useCudaGraph`
+  does (NVIDIA/TensorRT samples/common/sampleInference.cpp): after every change of the context's
+  shapes or tensor addresses (a new batch size) one plain `execute_async_v3` runs first, since the
+  first enqueue after a shape change may initialise lazily and that must not be captured; the
+  next call at that batch size synchronises the stream, captures the enqueue, and replays the graph
+  from then on. The context holds one set of shapes, so a graph is dropped when the batch size
+  changes and recaptured (after a new warm-up) when it comes back. A failed capture is ended and
+  cleaned up (`cuda.capture_graph`), the call runs plainly, and that batch size is never captured
+  again; after failures at two batch sizes capture stops altogether (the engine is not capturable).
 - Before deserialising, the engine's sidecar is checked against this TensorRT, this GPU and the
   bundle's ONNX (`runtime/engine_meta.py`), so a stale or foreign engine is one line naming the
   cause and the command that rebuilds it.
@@ -41,6 +47,8 @@ from .base import BackendUnavailable, BaseBackend, NoiseRequest
 
 _log = logging.getLogger("stylegan_edge.tensorrt")
 
+# Failed captures at this many batch sizes mean the engine itself is not capturable: stop trying.
+MAX_CAPTURE_FAILURES = 2
 # Options this backend takes, and onnxruntime's, which backend="auto" passes along to both.
 OPTIONS = frozenset({"device", "cuda_graph", "noise_pool_mb", "noise_seed", "verify_onnx"})
 IGNORED_OPTIONS = frozenset({"settings", "providers"})
@@ -112,7 +120,8 @@ class _Slot:
         self.host: dict[str, np.ndarray] = {}  # pinned: outputs, and inputs staged from the host
         self.noise_tag: str | None = None  # what the noise buffers hold now, to skip refills
         self.graph: cudalib.CudaGraph | None = None
-        self.warm = False
+        self.warm = False  # a plain enqueue ran since the context last took this slot's shapes/addresses
+        self.capture_failed: str | None = None  # never capture this batch size again
 
 
 class TensorRTBackend(BaseBackend):
@@ -147,6 +156,7 @@ class TensorRTBackend(BaseBackend):
         self._pool_plan: NoisePool | None = None
         self._noise_pool_bytes = int(noise_pool_mb * (1 << 20))
         self._noise_seed = noise_seed
+        self._capture_failures = 0
         self.meta: EngineMeta | None = None
 
         if not self.engine_path.is_file():
@@ -285,6 +295,9 @@ class TensorRTBackend(BaseBackend):
             slot = self._slots[batch] = self._make_slot(batch)
         else:
             self._bind(slot)
+        # New shapes and addresses: the next enqueue may initialise lazily, so it runs plainly
+        # before any capture (trtexec's warm-up enqueue).
+        slot.warm = False
         self._active = slot
         return slot
 
@@ -331,20 +344,32 @@ class TensorRTBackend(BaseBackend):
             raise TensorRTError(f"execute_async_v3 failed for {self.engine_path.name}")
 
     def _execute(self, slot: _Slot) -> None:
-        if self._graph_api is not None and slot.batch == 1:
+        if self._graph_api is not None and slot.capture_failed is None:
             if slot.graph is None and slot.warm:
-                try:
-                    slot.graph = cudalib.capture_graph(self._graph_api, self.stream, self._enqueue)
-                    self.cuda_graph = "captured"
-                except (cudalib.CudaError, TensorRTError) as e:
-                    _log.warning("CUDA graph capture failed, running without graphs: %s", e)
-                    self.cuda_graph = f"failed ({e})"
-                    self._graph_api = None
+                self._capture(slot)
             if slot.graph is not None:
                 slot.graph.launch(self.stream)
                 return
         self._enqueue()
         slot.warm = True
+
+    def _capture(self, slot: _Slot) -> None:
+        """Capture the enqueue for `slot` (warm: its shapes have run plainly); on failure the
+        capture is cleaned up and the caller runs plainly."""
+        try:
+            slot.graph = cudalib.capture_graph(
+                self._graph_api, self.stream, lambda: bool(self._context.execute_async_v3(self.stream.handle)))
+        except cudalib.CaptureFailed as e:
+            slot.capture_failed = str(e)
+            self._capture_failures += 1
+            give_up = self._capture_failures >= MAX_CAPTURE_FAILURES
+            if give_up:
+                self._graph_api = None
+            _log.warning("CUDA graph capture failed at batch %d, running it without a graph%s: %s", slot.batch,
+                         " (no further captures)" if give_up else "", e)
+            self.cuda_graph = f"failed at batch {slot.batch} ({e})"
+            return
+        self.cuda_graph = "captured"
 
     def _drop_graphs(self) -> None:
         for slot in self._slots.values():

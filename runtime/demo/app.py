@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..generator import NOISE_MODES, style_layers
+from ..images import output_path
 from .errors import DemoError, OutputError
 from .faces import DetectorConfig, FaceDetector, FaceTracker
 from .hud import KEY_HELP, RateMeter, draw_panel
@@ -184,13 +185,23 @@ class VideoOut:
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
 
+    @staticmethod
+    def _partial(path: Path) -> Path:
+        # The video is recorded under a hidden name beside the final one (same folder, so the rename
+        # is atomic; same extension, from which OpenCV picks the container) and renamed on close:
+        # a crash or a full disk never leaves a truncated video under the name asked for.
+        return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
     def _open(self, size: tuple[int, int]) -> None:
-        self.requested.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.requested.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot write video {self.requested}: {e.strerror or e}") from None
         tries = [(self.requested, "MJPG" if self.requested.suffix.lower() == ".avi" else "mp4v")]
         if tries[0][1] != "MJPG":
             tries.append((self.requested.with_suffix(".avi"), "MJPG"))
         for path, fourcc in tries:
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, size)
+            writer = cv2.VideoWriter(str(self._partial(path)), cv2.VideoWriter_fourcc(*fourcc), self.fps, size)
             if writer.isOpened():
                 self._writer, self._size, self.path = writer, size, path
                 if path != self.requested:
@@ -209,9 +220,19 @@ class VideoOut:
         self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        """Finish the file and move it to its final name (one OutputError line if that fails)."""
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        tmp = self._partial(self.path)
+        try:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write video {self.path}: {e.strerror or e}") from None
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -335,10 +356,15 @@ class DemoApp:
 
     def _snapshot(self, frame: np.ndarray, index: int) -> Path:
         folder = self.config.snapshot_dir
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"stylegan-demo-{time.strftime('%Y%m%d-%H%M%S')}-{index:06d}.png"
-        if not cv2.imwrite(str(path), frame):
-            raise OutputError(f"cannot write snapshot {path}")
+        ok, png = cv2.imencode(".png", frame)
+        if not ok:
+            raise OutputError(f"cannot write snapshot {path}: OpenCV could not encode it")
+        try:
+            with output_path(path) as tmp:  # all or nothing, like every other output
+                tmp.write_bytes(png.tobytes())
+        except OSError as e:
+            raise OutputError(f"cannot write snapshot {path}: {e.strerror or e}") from None
         self.snapshots.append(path)
         return path
 

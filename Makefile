@@ -21,7 +21,9 @@ run: $(BIN)/stylegan
 	$(BIN)/stylegan mix $(BUNDLE) --rows 1-4 --cols 10-15 --styles coarse --out $(OUT)/mix-coarse.png
 	$(BIN)/stylegan noise $(BUNDLE) --seed 3 --out $(OUT)/noise.png
 	$(BIN)/stylegan truncation $(BUNDLE) --seeds 0-3 --psi -1,-0.5,0,0.5,1 --out $(OUT)/truncation.png
-	@echo "images in $(OUT)/: grid.png, mix-coarse.png, noise.png, truncation.png, images/"
+	cp models/faces64-directions.npz $(BUNDLE)/directions.npz
+	$(BIN)/stylegan edit $(BUNDLE) --seed 1-3 --direction hair_dark --strengths -3,-1.5,0,1.5,3 --layers fine --out $(OUT)/edit-hair-dark.png
+	@echo "images in $(OUT)/: grid.png, mix-coarse.png, noise.png, truncation.png, edit-hair-dark.png, images/"
 
 lint: $(BIN)/stylegan
 	$(BIN)/ruff check .

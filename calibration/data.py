@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
+
 from stylegan_edge.runtime.backends import BaseBackend, open_backend
-from stylegan_edge.runtime.bundle import Bundle, open_bundle
+from stylegan_edge.runtime.bundle import Bundle, onnx_filename, open_bundle
 from stylegan_edge.runtime.files import atomic_path, sha256_file
 from stylegan_edge.runtime.generator import NOISE_MODES, Generator
 
@@ -28,7 +29,6 @@ from .errors import CalibrationError
 
 CALIB_FORMAT = "stylegan-edge-calibration"
 CALIB_VERSION = 1
-CALIB_FILE = "calib.npz"
 ORIGIN_CLI = "stylegan calibrate"  # settings["origin"] of files the user drew on purpose
 
 
@@ -168,7 +168,7 @@ def make_calibration_data(
         if own:
             g.close()
     resolved = {**asdict(settings), "psi": psi, "cutoff": cutoff, "mixed_samples": int((cut < L).sum()),
-                "requested": asdict(settings), "mapping_sha256": sha256_file(b.path / "mapping.onnx")}
+                "requested": asdict(settings), "mapping_sha256": sha256_file(b.path / onnx_filename("mapping"))}
     return CalibrationData(np.ascontiguousarray(ws, dtype=np.float32), noise, tuple(meta.w_inputs), resolved)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from stylegan_edge.runtime.errors import StyleganError
 
-class CalibrationError(ValueError):
+
+class CalibrationError(StyleganError, ValueError):
     """Bad input to calibration (a setting, a file, a bundle); the message is one line naming it."""

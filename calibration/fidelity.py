@@ -1,6 +1,6 @@
 """Fidelity report: every precision of a bundle against a reference, on the same styles and noise.
 
-The reference is the PyTorch FP32 model (a checkpoint, through `export.torch_backend`), or, when
+The reference is the PyTorch FP32 model (a checkpoint, through `runtime.backends.torch`), or, when
 none is given, the bundle's FP32 ONNX (the report says which). Every precision gets the very same
 W+ styles (mapped once by the reference) and the same noise arrays, so only the synthesis network
 differs. Precisions:
@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from stylegan_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend, SessionSettings
-from stylegan_edge.runtime.bundle import Bundle, open_bundle
+from stylegan_edge.runtime.bundle import FP16_FILE, Bundle, onnx_filename, open_bundle
 from stylegan_edge.runtime.generator import NOISE_MODES, Generator
 from stylegan_edge.runtime.images import make_grid, save_png, to_uint8, write_text_output
 
@@ -125,12 +126,12 @@ def reference_generator(bundle: Bundle, reference: str | Path | None) -> tuple[G
     """(generator, kind, description) for a checkpoint (PyTorch) or, without one, the FP32 ONNX."""
     if reference is None:
         return (Generator(bundle, backend="onnxruntime", device="cpu"), "onnx-fp32",
-                f"{bundle.path / 'synthesis.onnx'} (no --reference checkpoint given)")
+                f"{bundle.path / onnx_filename('synthesis')} (no --reference checkpoint given)")
     path = Path(reference)
     if not path.is_file():
         raise CalibrationError(f"--reference {path}: no such checkpoint file")
     try:
-        from stylegan_edge.export.torch_backend import torch_generator
+        from stylegan_edge.runtime.backends.torch import torch_generator
     except ImportError as e:
         raise CalibrationError(f"--reference needs PyTorch ({e.name} is missing): pip install '.[train]'") from None
     g = torch_generator(path)
@@ -198,9 +199,9 @@ def fidelity_report(
             path = b.onnx_path("synthesis", p)
             if p == "fp16":
                 emulated = save_model(emulate_fp16(load_model(path)), Path(tmp_name) / "fp16_emulated.onnx")
-                runs.append((FP16_EMULATED, "synthesis.fp16.onnx by emulation (FP16 storage, float32 arithmetic)",
+                runs.append((FP16_EMULATED, f"{FP16_FILE} by emulation (FP16 storage, float32 arithmetic)",
                              emulated))
-                runs.append((FP16_ORT, "synthesis.fp16.onnx as onnxruntime's CPU provider runs it (float32 "
+                runs.append((FP16_ORT, f"{FP16_FILE} as onnxruntime's CPU provider runs it (float32 "
                                        "compute, activations not rounded to FP16)", path))
                 speed_files["fp16"] = path
             else:

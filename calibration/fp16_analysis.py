@@ -34,17 +34,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationMethod, create_calibrator
+
 from stylegan_edge.runtime.bundle import Bundle, open_bundle
+from stylegan_edge.runtime.node_names import LAYER_SCOPE, style_layer_index, style_layer_scope
+from stylegan_edge.runtime.precision_plan import LayerDecision, PrecisionPlan
 
 from . import metrics
 from .data import CalibrationData, SynthesisDataReader, sha256_file
 from .errors import CalibrationError
 from .fp16_convert import FP16_MAX, convert_fp16
 from .fp16_emulation import emulate_fp16
-from .graph import NORM_OP, layer_name, load_model, nodes_of_type, run_images, session
-from .plan import LayerDecision, PrecisionPlan
+from .graph import NORM_OP, load_model, nodes_of_type, run_images, session
 
-_LAYER_PREFIX = "layers."
 NORM_REASON = ("statistics are sums of squares (past FP16 once |x| > 256) and TensorRT 11 computes a "
                "normalisation in its input type: always fed and computed in FP32")
 
@@ -64,11 +65,12 @@ def style_layer_nodes(model: onnx.ModelProto) -> dict[int, list[str]]:
     """Node names of each style layer (`layers.N/...`), in graph order."""
     groups: dict[int, list[str]] = {}
     for node in model.graph.node:
-        head, sep, _ = node.name.partition("/")
-        if sep and head.startswith(_LAYER_PREFIX) and head[len(_LAYER_PREFIX):].isdigit():
-            groups.setdefault(int(head[len(_LAYER_PREFIX):]), []).append(node.name)
+        index = style_layer_index(node.name)
+        if index is not None:
+            groups.setdefault(index, []).append(node.name)
     if not groups:
-        raise CalibrationError("the synthesis graph has no `layers.N/...` node names (export it with stylegan-export)")
+        raise CalibrationError(f"the synthesis graph has no `{LAYER_SCOPE}.N/...` node names (export it with "
+                               "stylegan-export)")
     return dict(sorted(groups.items()))
 
 
@@ -193,7 +195,7 @@ def analyse_fp16(
     meta = b.meta
     layers = [
         LayerDecision(
-            name=layer_name(i), resolution=meta.layer_resolutions[i], channels=meta.layer_channels[i],
+            name=style_layer_scope(i), resolution=meta.layer_resolutions[i], channels=meta.layer_channels[i],
             max_abs=round(stats[i][0], 4), norm_input_max_abs=round(stats[i][1], 4),
             norm_squares_overflow_fp16=stats[i][1] ** 2 > FP16_MAX, fp16_psnr_db=psnr_one[i],
             keep_fp32=decisions[i][0], reason=decisions[i][1], detail=decisions[i][2],

@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
+
+from stylegan_edge.runtime.backends.onnxruntime import open_session, quiet_session_options
 from stylegan_edge.runtime.files import atomic_path
 
 from .data import CalibrationData
@@ -25,10 +27,6 @@ def load_model(path: str | Path) -> onnx.ModelProto:
         raise CalibrationError(f"{path}: cannot read the ONNX model ({e})") from None
 
 
-def layer_name(index: int) -> str:
-    return f"layers.{index}"
-
-
 def nodes_of_type(model: onnx.ModelProto, op_type: str) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == op_type]
 
@@ -36,8 +34,7 @@ def nodes_of_type(model: onnx.ModelProto, op_type: str) -> list[str]:
 def session(model: str | Path | onnx.ModelProto, threads: int | None = None, optimization: str = "all",
             optimized_path: str | Path | None = None, profile_prefix: str | None = None) -> ort.InferenceSession:
     """An onnxruntime CPU session (quiet); a ModelProto is passed as bytes."""
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so = quiet_session_options()
     if threads:
         so.intra_op_num_threads = threads
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -51,8 +48,7 @@ def session(model: str | Path | onnx.ModelProto, threads: int | None = None, opt
     if profile_prefix is not None:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
-    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    return open_session(model.SerializeToString() if isinstance(model, onnx.ModelProto) else model, so)
 
 
 def run_images(sess: ort.InferenceSession, data: CalibrationData, batch_size: int = 8,

@@ -45,7 +45,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from stylegan_edge.runtime.bundle import INT8_FP16_FILE
+
+from stylegan_edge.runtime.bundle import INT8_FILE, INT8_FP16_FILE, onnx_filename
+from stylegan_edge.runtime.node_names import TO_RGB_SCOPE, is_style_layer_scope
 
 from . import metrics
 from .data import CalibrationData, SynthesisDataReader
@@ -56,10 +58,7 @@ from .speed import SpeedSettings, optimized_op_counts, time_models
 # QuantizeBias False: biases stay float (TensorRT parses no DequantizeLinear of int32).
 EXTRA_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 QUANT_OPS = ("Conv",)
-TO_RGB = "to_rgb"
-INT8_FILE = "synthesis.int8.onnx"
-# The strongly typed form. runtime/bundle.py should own this name beside onnx_filename (reported to
-# the lead); until then calibration names it here.
+TO_RGB = TO_RGB_SCOPE  # the group of the toRGB convolution, named as its nodes are
 # QuantizeLinear/DequantizeLinear take float16 data and scales from opset 19 (onnx/docs/Changelog.md,
 # QuantizeLinear-19). TensorRT's 10.x parser reads opsets 9 to 20 (onnx-tensorrt release/10.1-GA
 # docs/operators.md) and, strongly typed, gives a DequantizeLinear the output type of its scale
@@ -168,7 +167,7 @@ def conv_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
         # nothing to gain from INT8, and the noise image is not worth rounding to 8 bits.
         if node.op_type in QUANT_OPS and node.input[0] not in graph_inputs:
             head = node.name.split("/")[0]
-            groups.setdefault(head if head.startswith("layers.") else TO_RGB, []).append(node.name)
+            groups.setdefault(head if is_style_layer_scope(head) else TO_RGB, []).append(node.name)
     if not groups:
         raise CalibrationError("the synthesis graph has no convolutions to quantise")
     return groups
@@ -289,7 +288,7 @@ def make_int8(bundle_dir: Path, data: CalibrationData, settings: Int8Settings | 
     """Write `synthesis.int8.onnx` into the bundle from calibration data; returns the measurements."""
     settings = settings or Int8Settings()
     log = log or (lambda msg: None)
-    src = Path(bundle_dir) / "synthesis.onnx"
+    src = Path(bundle_dir) / onnx_filename("synthesis")
     with tempfile.TemporaryDirectory(prefix="sg-int8.") as tmp_name:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()

@@ -23,18 +23,27 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from stylegan_edge.export.precision_files import METADATA_KEY
-from stylegan_edge.runtime.bundle import open_bundle
+
+from stylegan_edge.runtime.bundle import (
+    CALIB_FILE,
+    FP16_FILE,
+    INT8_FILE,
+    INT8_FP16_FILE,
+    PLAN_FILE,
+    PRECISION_METADATA_KEY,
+    onnx_filename,
+    open_bundle,
+)
+from stylegan_edge.runtime.precision_plan import PrecisionPlan, PrecisionPlanError
 
 from . import metrics
-from .data import CALIB_FILE, ORIGIN_CLI, CalibrationData, CalibrationSettings, make_calibration_data, sha256_file
+from .data import ORIGIN_CLI, CalibrationData, CalibrationSettings, make_calibration_data, sha256_file
 from .errors import CalibrationError
 from .fp16_analysis import Fp16Thresholds, analyse_fp16
 from .fp16_convert import convert_fp16
 from .fp16_emulation import emulate_fp16
 from .graph import load_model, run_images, save_model, session
-from .int8 import INT8_FP16_FILE, Int8Settings, check_int8_fp16_model, make_int8, qdq_on_mixed
-from .plan import PLAN_FILE, PrecisionPlan
+from .int8 import Int8Settings, check_int8_fp16_model, make_int8, qdq_on_mixed
 
 REDUCED = ("fp16", "int8")
 # The "form" of each reduced-precision file in its metadata: what its float compute is and who it is for.
@@ -77,7 +86,7 @@ def calibration_data(bundle_dir: Path, settings: CalibrationSettings, cache: boo
 
 def _reusable(cached: CalibrationData, bundle_dir: Path, settings: CalibrationSettings) -> bool:
     s = cached.settings
-    if s.get("mapping_sha256") != sha256_file(bundle_dir / "mapping.onnx"):
+    if s.get("mapping_sha256") != sha256_file(bundle_dir / onnx_filename("mapping")):
         return False
     return s.get("origin") == ORIGIN_CLI or s.get("requested") == asdict(settings)
 
@@ -118,25 +127,25 @@ def prepare_precisions(
     if "fp16" in wanted or not _current_plan(b.path, source_sha):
         t0 = time.perf_counter()
         plan = analyse_fp16(b, data, settings.fp16, log)
-        written.append(plan.write(b.path))
+        written.append(_write_plan(plan, b.path))
         fp32_layers = plan.fp32_layers
-        log(f"precision_plan.json: {len(fp32_layers)} of {len(plan.layers)} layers FP32"
+        log(f"{PLAN_FILE}: {len(fp32_layers)} of {len(plan.layers)} layers FP32"
             f"{' (' + ', '.join(fp32_layers) + ')' if fp32_layers else ''}, {len(plan.fp32_nodes)} FP32 nodes "
             f"(the instance norms included), in {time.perf_counter() - t0:.1f}s")
     else:
-        plan = PrecisionPlan.read(b.path)
-        log(f"precision_plan.json: current ({len(plan.fp32_layers)} layers FP32), reused for the INT8 file's FP16 part")
+        plan = _read_plan(b.path)
+        log(f"{PLAN_FILE}: current ({len(plan.fp32_layers)} layers FP32), reused for the INT8 file's FP16 part")
 
     mixed = convert_fp16(load_model(src), plan.fp32_nodes)
     if "fp16" in wanted:
         t0 = time.perf_counter()
         model = mixed
         psnr = metrics.psnr(run_images(session(emulate_fp16(model)), holdout), reference)
-        _check_runs(model, holdout, "synthesis.fp16.onnx")
+        _check_runs(model, holdout, FP16_FILE)
         _annotate(model, {"precision": "fp16", "form": FORM_FP16, "converter": "onnxconverter-common float16",
                           "plan": PLAN_FILE, "source_sha256": plan.source_sha256, **_figures(psnr, len(holdout))})
-        written.append(save_model(model, b.path / "synthesis.fp16.onnx"))
-        log(f"synthesis.fp16.onnx: converted in {time.perf_counter() - t0:.1f}s; PSNR vs FP32 (emulated FP16, "
+        written.append(save_model(model, b.path / FP16_FILE))
+        log(f"{FP16_FILE}: converted in {time.perf_counter() - t0:.1f}s; PSNR vs FP32 (emulated FP16, "
             f"{len(holdout)} held-out samples) {psnr.mean():.1f} dB mean, {psnr.min():.1f} dB worst")
 
     if "int8" in wanted:
@@ -153,7 +162,7 @@ def prepare_precisions(
                           "tradeoff": result.to_dict()["tradeoff"], **_figures(psnr, len(holdout))})
         written.append(save_model(model, result.path))
         verdict = "" if result.met_target else f" (target {settings.int8.target_psnr_db:g} dB not reached by any set)"
-        log(f"synthesis.int8.onnx: {len(c.excluded)} layers kept FP32, {c.speedup:.2f}x FP32 speed on onnxruntime "
+        log(f"{INT8_FILE}: {len(c.excluded)} layers kept FP32, {c.speedup:.2f}x FP32 speed on onnxruntime "
             f"CPU; PSNR vs FP32 ({len(holdout)} held-out samples) {psnr.mean():.1f} dB mean, {psnr.min():.1f} dB "
             f"worst{verdict}; {time.perf_counter() - t0:.1f}s")
 
@@ -180,10 +189,10 @@ def _figures(psnr: np.ndarray, n: int) -> dict[str, float | int]:
 
 def _annotate(model: onnx.ModelProto, info: dict) -> None:
     for prop in list(model.metadata_props):
-        if prop.key == METADATA_KEY:
+        if prop.key == PRECISION_METADATA_KEY:
             model.metadata_props.remove(prop)
     entry = model.metadata_props.add()
-    entry.key = METADATA_KEY
+    entry.key = PRECISION_METADATA_KEY
     entry.value = json.dumps(info)
 
 
@@ -198,5 +207,19 @@ def _current_plan(bundle_dir: Path, source_sha: str) -> bool:
     """The bundle holds a readable precision plan made from this synthesis.onnx."""
     try:
         return PrecisionPlan.read(bundle_dir).source_sha256 == source_sha
-    except CalibrationError:
+    except PrecisionPlanError:
         return False
+
+
+def _read_plan(bundle_dir: Path) -> PrecisionPlan:
+    try:
+        return PrecisionPlan.read(bundle_dir)
+    except PrecisionPlanError as e:
+        raise CalibrationError(str(e)) from None
+
+
+def _write_plan(plan: PrecisionPlan, bundle_dir: Path) -> Path:
+    try:
+        return plan.write(bundle_dir)
+    except PrecisionPlanError as e:
+        raise CalibrationError(str(e)) from None

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+
 from stylegan_edge.runtime.benchmark import time_round_robin
 
 from .graph import op_counts, session

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from stylegan_edge.calibration import errors as _errors  # noqa: F401 - imported so one_line_errors knows CalibrationError
 from stylegan_edge.runtime.latents import parse_seeds
 
@@ -26,7 +27,8 @@ def calibrate(
     seed: Annotated[int, typer.Option(help="Seed of the draw (same seed, same data).", callback=seed_option)] = 0,
 ) -> None:
     """Draw calibration data from the model's own latent distribution (no dataset needed)."""
-    from stylegan_edge.calibration.data import CALIB_FILE, ORIGIN_CLI, CalibrationSettings, make_calibration_data
+    from stylegan_edge.calibration.data import ORIGIN_CLI, CalibrationSettings, make_calibration_data
+    from stylegan_edge.runtime.bundle import CALIB_FILE
 
     settings = CalibrationSettings(samples=samples, psi=psi, cutoff=cutoff, mixing=mixing, noise=noise, seed=seed)
     data = make_calibration_data(bundle, settings)

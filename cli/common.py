@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from stylegan_edge.runtime.backends.base import BackendUnavailable
+
 from stylegan_edge.runtime.bundle import BundleError
+from stylegan_edge.runtime.errors import StyleganError
 from stylegan_edge.runtime.generator import Generator
-from stylegan_edge.runtime.latents import SeedError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Errors that describe bad input or a missing capability: shown as one line, exit code 1.
-# Anything else is a bug and keeps its traceback. STYLEGAN_DEBUG=1 shows tracebacks always.
+# Bad input or a missing capability: every stage raises a StyleganError subclass (one line,
+# exit code 1); the OS's file errors read as one line too. Anything else is a bug and keeps its
+# traceback. STYLEGAN_DEBUG=1 shows tracebacks always.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    BundleError, BackendUnavailable, SeedError, FileNotFoundError, PermissionError, IsADirectoryError,
-    NotADirectoryError,
+    StyleganError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
 )
-
-
-def register_user_error(*classes: type[BaseException]) -> None:
-    """Stages that are imported lazily (training, export, calibration) add their error classes."""
-    global USER_ERRORS
-    USER_ERRORS = USER_ERRORS + tuple(c for c in classes if c not in USER_ERRORS)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -47,7 +40,6 @@ def one_line_errors(fn: F) -> F:
             typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
         except Exception as e:
-            _register_stage_errors()  # the stages the command imported on its way
             if os.environ.get("STYLEGAN_DEBUG"):
                 raise
             if isinstance(e, USER_ERRORS):
@@ -101,58 +93,42 @@ def _one_line(e: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _register_stage_errors() -> None:
-    """Error classes of the stages that are installed (torch may be absent on a Jetson)."""
-    for module, names in (
-        ("stylegan_edge.training.checkpoint", ["CheckpointError"]),
-        ("stylegan_edge.training.config", ["ConfigError"]),
-        ("stylegan_edge.training.data", ["DatasetError"]),
-        ("stylegan_edge.training.metrics.fid", ["FIDError"]),
-        ("stylegan_edge.export.onnx_export", ["ExportError"]),
-        ("stylegan_edge.runtime.engine_meta", ["EngineMismatch"]),
-        ("stylegan_edge.export.tensorrt_build", ["TensorRTMissing", "BuildError"]),
-        ("stylegan_edge.export.trt_plan", ["PlanError"]),
-        ("stylegan_edge.runtime.engine_meta", ["EngineMetaError"]),
-        ("stylegan_edge.training.official", ["OfficialPickleError"]),
-        ("stylegan_edge.calibration.errors", ["CalibrationError"]),
-        ("stylegan_edge.runtime.demo.errors", ["DemoError"]),
-        ("stylegan_edge.runtime.video", ["VideoSpecError"]),
-        ("stylegan_edge.runtime.images", ["OutputWriteError"]),
-        ("stylegan_edge.training.loop", ["TrainingError"]),
-    ):
-        mod = sys.modules.get(module)
-        if mod is not None:
-            register_user_error(*(getattr(mod, n) for n in names if hasattr(mod, n)))
-
-
 def is_bundle(path: str | Path) -> bool:
     return Path(path).is_dir()
 
 
 def open_model(model: str | Path, backend: str = "auto", precision: str = "fp32", device: str = "auto") -> Generator:
     """A Generator for a MODEL argument: a bundle directory runs on the runtime's backends; a
-    checkpoint (.safetensors) runs in PyTorch, so the two can be compared."""
+    checkpoint (.safetensors) runs on a backend that runs checkpoints (PyTorch), so the two can be
+    compared. Which backend does which is the registry's (runtime/backends/registry.py)."""
+    from stylegan_edge.runtime.backends import (
+        backend_options,
+        backend_spec,
+        bundle_backend_names,
+        checkpoint_backend_names,
+    )
+
     path = Path(model)
+    spec = backend_spec(backend) if backend != "auto" else None
     if is_bundle(path):
-        if backend == "torch":
-            raise BundleError(f"{path}: --backend torch needs a checkpoint; a bundle runs on onnxruntime or tensorrt")
-        options = {"device": device} if backend in ("auto", "onnxruntime") and device != "auto" else {}
+        if spec is not None and spec.open is None:
+            raise BundleError(f"{path}: --backend {backend} needs a checkpoint; a bundle runs on "
+                              f"{' or '.join(bundle_backend_names())}")
+        options = {"device": device} if device != "auto" and "device" in backend_options(backend) else {}
         return Generator(path, backend=backend, precision=precision, **options)
     if not path.exists():
         raise FileNotFoundError(2, "no such checkpoint or bundle", str(path))
-    if backend not in ("auto", "torch"):
+    runner = next(iter(checkpoint_backend_names()), "torch")
+    if spec is None:
+        spec = backend_spec(runner)
+    if spec.open_checkpoint is None:
         raise BundleError(
-            f"{path}: a checkpoint runs in PyTorch (--backend torch); export it for {backend} with "
+            f"{path}: a checkpoint runs in PyTorch (--backend {runner}); export it for {backend} with "
             f"`stylegan-export {path} --out NAME.sgbundle`"
         )
     if precision != "fp32":
         raise BundleError(f"{path}: the PyTorch path runs fp32; export a bundle for {precision}")
-    try:
-        from stylegan_edge.export.torch_backend import torch_generator
-    except ImportError as e:
-        raise BackendUnavailable(f"running a checkpoint needs PyTorch ({e.name} is missing): pip install '.[train]'") from None
-    torch_device = "cuda" if device == "cuda" else "cpu"
-    return torch_generator(path, device=torch_device)
+    return spec.open_checkpoint(path, device)
 
 
 def progress_bar(total: int, desc: str):  # -> tqdm

@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from stylegan_edge.runtime.backends.base import BackendUnavailable
 from stylegan_edge.runtime.latents import parse_seeds
 
-from .common import one_line_errors, open_model, register_user_error
+from .common import one_line_errors, open_model
 from .generate_cmd import (
-    BACKENDS,
     DEVICES,
     NOISE_MODES,
     PRECISIONS,
+    BackendOpt,
     check_device,
     choice_option,
     float_option,
@@ -51,7 +52,7 @@ def demo(
     detect_every: Annotated[int, typer.Option(help="replace-faces: run the face detector every N frames (tracks coast between).", callback=int_option(1, 10_000))] = 2,
     realtime: Annotated[bool, typer.Option(help="Pace file and synthetic sources at --fps like a camera (--no-realtime: as fast as possible).")] = True,
     snapshots: Annotated[Path, typer.Option(help="Folder for snapshots (key s).")] = Path("."),
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, or torch (checkpoints).", callback=choice_option(BACKENDS))] = "auto",
+    backend: BackendOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (bundles that have them).", callback=choice_option(PRECISIONS))] = "fp32",
     device: Annotated[str, typer.Option(help="onnxruntime device: auto, cpu, cuda, tensorrt.", callback=choice_option(DEVICES))] = "auto",
 ) -> None:
@@ -65,7 +66,6 @@ def demo(
         raise BackendUnavailable("the demo needs OpenCV 4.x: pip install 'opencv-python-headless>=4.8,<5'") from None
     from stylegan_edge.runtime.demo import (
         DemoConfig,
-        DemoError,
         DetectorConfig,
         Window,
         display_problem,
@@ -74,7 +74,6 @@ def demo(
         run_demo,
     )
 
-    register_user_error(DemoError)
     check_device(model, backend, device)
     note = ""
     if not headless:

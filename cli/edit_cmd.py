@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from stylegan_edge.runtime.bundle import BundleError
-from stylegan_edge.runtime.images import OutputWriteError
 from stylegan_edge.runtime.latents import parse_floats, parse_seeds
 
-from .common import is_bundle, one_line_errors, open_model, register_user_error
-
-register_user_error(OutputWriteError)
+from .common import is_bundle, one_line_errors, open_model
 
 
 @one_line_errors
@@ -33,6 +31,7 @@ def edit(
 ) -> None:
     """A strip per seed: the face moved along an attribute direction in W."""
     import numpy as np
+
     from stylegan_edge.runtime.directions import edit as edit_ws
     from stylegan_edge.runtime.directions import load_directions
     from stylegan_edge.runtime.images import make_grid, save_png

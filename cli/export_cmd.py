@@ -32,6 +32,7 @@ def export_checkpoint(source: str, out: Path | None, graph: str, opset: int | No
                       interleave: str = "convtranspose") -> Path:
     """Write the FP32 bundle for a checkpoint file or a preset name (random weights)."""
     import torch
+
     from stylegan_edge.export.inference_graph import GraphOptions
     from stylegan_edge.export.onnx_export import ExportConfig, export_bundle
     from stylegan_edge.runtime.files import sha256_file

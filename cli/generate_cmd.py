@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from stylegan_edge.runtime.backends.base import BackendUnavailable
 from stylegan_edge.runtime.bundle import PRECISIONS
 from stylegan_edge.runtime.generator import NOISE_MODES
-from stylegan_edge.runtime.images import OutputWriteError
 from stylegan_edge.runtime.latents import parse_floats, parse_seeds
 
-from .common import fail, is_bundle, one_line_errors, open_model, progress_bar, register_user_error
-
-register_user_error(OutputWriteError)  # a full disk or read-only folder: one line naming the file
+from .common import fail, is_bundle, one_line_errors, open_model, progress_bar
 
 # --- option checks, shared by every command but train and export ---------------------------------
 # Typer's own min=/max= print a framed usage box, and a float range lets NaN through (every
@@ -154,12 +152,19 @@ def check_cutoff(cutoff: int | None, num_layers: int) -> None:
         raise fail(f"--cutoff must be in [0, {num_layers}] for this model ({num_layers} style layers), got {cutoff}")
 
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+
+
+def _backend_choice(param: typer.CallbackParam, value: str | None) -> str | None:
+    # Read when the option is parsed, so a backend registered by a plugin is a valid choice.
+    from stylegan_edge.runtime.backends import backend_names
+
+    return choice_option(("auto", *backend_names()))(param, value)
+
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 
 ModelArg = Annotated[str, typer.Argument(help="A bundle directory (onnxruntime/TensorRT) or a checkpoint (PyTorch).")]
-BackendOpt = Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, or torch (checkpoints).",
-                                         callback=choice_option(BACKENDS))]
+BackendOpt = Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, torch (checkpoints), or a registered backend.",
+                                         callback=_backend_choice)]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16 or int8 (bundles that have them).",
                                            callback=choice_option(PRECISIONS))]
 DeviceOpt = Annotated[str, typer.Option(help="onnxruntime device: auto, cpu, cuda, tensorrt.",

@@ -12,9 +12,13 @@ from .bench_cmd import bench
 from .calibrate_cmd import calibrate, fidelity
 from .convert_cmd import convert
 from .demo_cmd import demo
+from .edit_cmd import edit
 from .export_cmd import export
 from .generate_cmd import generate, mix, noise_cmd, truncation
 from .info_cmd import info
+from .metrics_cmd import metrics
+from .project_cmd import project
+from .table1_cmd import table1
 from .train_cmd import train
 from .verify_cmd import verify
 from .video_cmd import video
@@ -28,7 +32,7 @@ app = typer.Typer(
 )
 
 for command in (info, train, convert, export, calibrate, fidelity, generate, mix, truncation, bench, demo, verify,
-                video):
+                video, metrics, project, edit, table1):
     app.command()(command)
 app.command("noise")(noise_cmd)
 

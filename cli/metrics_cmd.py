@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from stylegan_edge.runtime.bundle import BundleError
 from stylegan_edge.runtime.images import write_text_output
 from stylegan_edge.runtime.latents import parse_floats
 
-from .common import is_bundle, one_line_errors, register_user_error
+from .common import is_bundle, one_line_errors
 
 
 class MetricsArgumentError(BundleError):
@@ -48,11 +49,7 @@ def metrics(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
 ) -> None:
     """The paper's perceptual path length and linear separability, Z against W."""
-    from stylegan_edge.training.attributes import AttributeClassifierError
-    from stylegan_edge.training.metrics.ppl import PPLError
-    from stylegan_edge.training.metrics.separability import SeparabilityError
 
-    register_user_error(PPLError, SeparabilityError, AttributeClassifierError)
     if not (ppl or ls):
         raise MetricsArgumentError("choose a metric: --ppl, --ls or both")
     spaces = _choices(space, ("z", "w"), "--space")

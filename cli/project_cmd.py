@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import one_line_errors, register_user_error
+from .common import one_line_errors
 
 # Frames of the optimisation video: about this many per run, at this rate, at least this tall.
 VIDEO_FRAMES = 100
@@ -35,6 +35,7 @@ def project(
     """Project images into the generator's W (or W+) space and report PSNR and SSIM."""
     import numpy as np
     import torch
+
     from stylegan_edge.runtime.images import make_grid, save_png, to_uint8, write_text_output
     from stylegan_edge.training.checkpoint import load_generator
     from stylegan_edge.training.projector import (
@@ -50,7 +51,6 @@ def project(
         w_spread,
     )
 
-    register_user_error(ProjectionError)
     stems = [p.stem for p in images]
     if len(set(stems)) != len(stems):
         dup = next(s for s in stems if stems.count(s) > 1)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .common import one_line_errors, register_user_error
+from .common import one_line_errors
 
 
 @one_line_errors
@@ -20,10 +20,15 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory: checkpoints, sample grids, metrics.")],
     preset: Annotated[str, typer.Option(help="Model preset: tiny, faces64, edge256, edge512, paper.")] = "tiny",
     kimg: Annotated[float, typer.Option(help="Train until this many thousand real images have been shown.")] = 100.0,
-    batch: Annotated[int, typer.Option(help="Global batch size (split across torchrun processes).")] = 16,
+    batch: Annotated[int | None, typer.Option(
+        help="Global batch size (split across torchrun processes); with --progressive the base minibatch. "
+             "(default: 16, or the --schedule's)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.safetensors.")] = False,
-    g_lr: Annotated[float, typer.Option(help="Generator Adam learning rate.")] = 0.002,
-    d_lr: Annotated[float, typer.Option(help="Discriminator Adam learning rate.")] = 0.002,
+    g_lr: Annotated[float | None, typer.Option(
+        help="Generator Adam learning rate (with --progressive the base). (default: 0.002, or the --schedule's)")] = None,
+    d_lr: Annotated[float | None, typer.Option(
+        help="Discriminator Adam learning rate (with --progressive the base). (default: 0.002, or the --schedule's)",
+    )] = None,
     r1_gamma: Annotated[float, typer.Option(help="R1 regularisation weight.")] = 10.0,
     r1_interval: Annotated[int, typer.Option(help="Lazy R1: apply every N steps (1: every step).")] = 16,
     mixing: Annotated[float, typer.Option(help="Style-mixing probability (the paper: 0.9).")] = 0.9,
@@ -39,28 +44,57 @@ def train(
     no_mapping: Annotated[bool, typer.Option("--no-mapping", help="Ablation: w = normalised z.")] = False,
     latent_input: Annotated[bool, typer.Option("--latent-input", help="Ablation: the traditional input instead of the learned constant.")] = False,
     no_noise: Annotated[bool, typer.Option("--no-noise", help="Ablation: no noise inputs.")] = False,
+    no_styles: Annotated[bool, typer.Option("--no-styles", help="Ablation (Table 1 A-B): no AdaIN styles; pixel norm instead of instance norm.")] = False,
+    no_blur: Annotated[bool, typer.Option("--no-blur", help="Ablation (Table 1 A): no [1,2,1] filter when resampling.")] = False,
+    progressive: Annotated[bool, typer.Option("--progressive", help="Grow from --lod-initial-resolution to the preset's resolution, fading each new resolution in (official schedule).")] = False,
+    schedule: Annotated[str, typer.Option(help="With --progressive: official, paper-8gpu or paper-1gpu (phase lengths, minibatch and learning rates by resolution).")] = "official",
+    lod_initial_resolution: Annotated[int | None, typer.Option(help="With --progressive: the starting resolution. (default: the --schedule's)")] = None,
+    lod_training_kimg: Annotated[float | None, typer.Option(help="With --progressive: kimg each resolution trains before the next fades in. (default: the --schedule's)")] = None,
+    lod_transition_kimg: Annotated[float | None, typer.Option(help="With --progressive: kimg each fade-in lasts. (default: the --schedule's)")] = None,
+    minibatch: Annotated[str | None, typer.Option(help="With --progressive: minibatch by resolution, e.g. 4:64,8:32 (over the --schedule's table).")] = None,
 ) -> None:
     """Train StyleGAN; Ctrl-C saves a checkpoint and exits, --resume continues it."""
     import dataclasses
 
-    from stylegan_edge.training.config import get_preset
-    from stylegan_edge.training.loop import TrainConfig, TrainEvent, TrainingError, resolve_device
-    from stylegan_edge.training.loop import train as run_training
     from tqdm.auto import tqdm
 
-    register_user_error(TrainingError)
+    from stylegan_edge.training.config import get_preset
+    from stylegan_edge.training.loop import TrainConfig, TrainEvent, resolve_device
+    from stylegan_edge.training.loop import train as run_training
+
     model_cfg = get_preset(preset)
     if no_mapping or latent_input or no_noise:
         model_cfg = dataclasses.replace(
             model_cfg, use_mapping=not no_mapping, const_input=not latent_input, use_noise=not no_noise,
             z_dim=model_cfg.w_dim if no_mapping else model_cfg.z_dim,
         )
+    if no_styles:
+        model_cfg = dataclasses.replace(model_cfg, use_styles=False, use_pixel_norm=True, use_instance_norm=False)
+    if no_blur:
+        model_cfg = dataclasses.replace(model_cfg, use_blur=False)
+    sched = None
+    if progressive:
+        from stylegan_edge.training.progressive import get_schedule, parse_minibatch
+
+        named = get_schedule(schedule)
+        overrides = {k: v for k, v in (("lod_initial_resolution", lod_initial_resolution),
+                                       ("lod_training_kimg", lod_training_kimg),
+                                       ("lod_transition_kimg", lod_transition_kimg)) if v is not None}
+        if minibatch is not None:
+            overrides["minibatch_dict"] = tuple({**dict(named.schedule.minibatch_dict),
+                                                 **dict(parse_minibatch(minibatch))}.items())
+        sched = dataclasses.replace(named.schedule, **overrides)
+        model_cfg = dataclasses.replace(model_cfg, progressive=True)
+        batch = named.batch if batch is None else batch
+        g_lr = named.g_lr if g_lr is None else g_lr
+        d_lr = named.d_lr if d_lr is None else d_lr
     cfg = TrainConfig(
-        data=data, out=str(out), kimg=kimg, batch=batch, g_lr=g_lr, d_lr=d_lr, r1_gamma=r1_gamma,
+        data=data, out=str(out), kimg=kimg, batch=16 if batch is None else batch,
+        g_lr=0.002 if g_lr is None else g_lr, d_lr=0.002 if d_lr is None else d_lr, r1_gamma=r1_gamma,
         r1_interval=r1_interval, mixing_prob=mixing, ema_kimg=ema_kimg, xflip=xflip, seed=seed,
         snapshot_kimg=snapshot_kimg, metrics_kimg=metrics_kimg, metric_images=metric_images,
         fid_model=str(fid_model) if fid_model else None, workers=workers,
-        device=device,
+        device=device, schedule=sched,
     )
     resolve_device(cfg.device)  # --device cuda without CUDA: one line before anything starts
     bars: list[tqdm] = []  # made at the first event, so an error before training is the only output

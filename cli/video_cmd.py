@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from stylegan_edge.runtime.latents import parse_seeds
 
 from .common import one_line_errors, open_model, progress_bar

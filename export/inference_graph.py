@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from stylegan_edge.training.networks import (
     INSTANCE_NORM_EPS,
     LRELU_SLOPE,
@@ -37,7 +39,6 @@ from stylegan_edge.training.networks import (
     SynthesisNetwork,
     UpConv2d,
 )
-from torch import nn
 
 # Row/column taps of the 2x2 sub-pixel kernel, per output phase, as sums of the 3x3 kernel's
 # taps (derived from nearest upsampling: phase 0 sees rows (i-1, i, i) and phase 1 (i, i, i+1)
@@ -201,8 +202,10 @@ class InferenceSynthesis(nn.Module):
         else:
             self.input_dense = syn.input_dense
             self.register_buffer("first_bias", first_bias.clone())
+        # These two attribute names become the ONNX node-name scopes that calibration and the
+        # TensorRT build parse (runtime/node_names.py LAYER_SCOPE, TO_RGB_SCOPE): `layers.N/...` for
+        # the style layers and, a module of its own, `to_rgb/Conv`.
         self.layers = nn.ModuleList(InferenceLayer(layer, cfg.w_dim, options) for layer in syn.layers)
-        # A module of its own, so its ONNX node is named `to_rgb/Conv`.
         self.to_rgb = nn.Conv2d(syn.to_rgb.weight.shape[1], cfg.img_channels, 1).requires_grad_(False)
         self.to_rgb.weight.copy_(syn.to_rgb.scaled_weight().detach())
         self.to_rgb.bias.copy_(syn.rgb_bias.detach())

@@ -19,15 +19,18 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import torch
+
+from stylegan_edge.runtime.backends.onnxruntime import open_session
 from stylegan_edge.runtime.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, noise_input, w_input
+from stylegan_edge.runtime.errors import StyleganError
 from stylegan_edge.runtime.files import sha256_file
+from stylegan_edge.runtime.version import tool_version
 from stylegan_edge.training.config import ModelConfig
 from stylegan_edge.training.flops import model_gflops
 from stylegan_edge.training.networks import Generator
@@ -47,7 +50,7 @@ RANDOM_OPS = frozenset({
 })
 
 
-class ExportError(RuntimeError):
+class ExportError(StyleganError, RuntimeError):
     """Export failed; the message is one line."""
 
 
@@ -65,13 +68,6 @@ class ExportConfig:
     options: GraphOptions = GraphOptions()  # spelling of the inference graph, chosen by measurement
     verify_batch: int = 2
     tolerance: float = 1e-4  # max abs error of ONNX vs PyTorch at export time
-
-
-def tool_version() -> str:
-    try:
-        return version("stylegan-edge")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-        return "0+unknown"
 
 
 def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: list[str], output: str,
@@ -282,11 +278,7 @@ def _synthesis_inputs(cfg: ModelConfig, batch: int, gen: torch.Generator) -> tup
 def _max_error(path: Path, names: list[str], tensors: list[torch.Tensor], reference: torch.Tensor) -> float:
     """Largest absolute difference from PyTorch, NaN where either side is not finite (so that it
     never passes a `<=` test)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+    sess = open_session(path)
     out = sess.run(None, {k: v.numpy() for k, v in zip(names, tensors)})[0]
     ref = reference.numpy()
     if not (np.isfinite(out).all() and np.isfinite(ref).all()):
@@ -363,6 +355,16 @@ def export_bundle(
     cfg = cfg or ExportConfig()
     log = log or (lambda msg: None)
     out = Path(out)
+    if G.cfg.progressive and G.lod > 0:
+        raise ExportError(
+            f"the generator is mid-growth (lod {G.lod:g}: progressive training has not reached {G.cfg.resolution} px); "
+            "train to the end of its schedule or export the final model"
+        )
+    if cfg.graph == "inference" and (not G.cfg.use_styles or not G.cfg.use_blur or G.cfg.use_pixel_norm
+                                     or not G.cfg.use_instance_norm):
+        # The folded graph has a blur, instance norm and style in every layer (Table 1's A-B lack them).
+        raise ExportError("this model has Table 1 ablation switches (no styles, no blur or pixel norm) that the "
+                          "inference graph does not fold; export it with --graph reference")
     if out.exists() and not (out / "meta.json").is_file():
         raise ExportError(f"{out} exists and is not a bundle; refusing to replace it")
     if out.parent.exists() and not out.parent.is_dir():

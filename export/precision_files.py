@@ -22,12 +22,19 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from stylegan_edge.runtime.bundle import INT8_FP16_FILE, BundleError, onnx_filename
+from stylegan_edge.runtime.bundle import (
+    FP16_FILE,
+    INT8_FILE,
+    INT8_FP16_FILE,
+    PLAN_FILE,
+    PRECISION_METADATA_KEY,
+    BundleError,
+    onnx_filename,
+)
 from stylegan_edge.runtime.files import sha256_file
+from stylegan_edge.runtime.precision_plan import recorded_plan_source
 
-METADATA_KEY = "stylegan_edge.precision"  # calibration/pipeline.py writes it
-PLAN_FILE = "precision_plan.json"
-SOURCE_ONNX = "synthesis.onnx"
+SOURCE_ONNX = onnx_filename("synthesis")
 REDUCED = ("fp16", "int8")
 
 _METADATA_PROPS = 14  # ModelProto.metadata_props
@@ -119,13 +126,9 @@ class Problem:
 def recorded_source(path: Path) -> str | None:
     """The source SHA-256 a reduced-precision ONNX or precision_plan.json records (None: none)."""
     if path.suffix == ".json":
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        return d.get("source_sha256") if isinstance(d, dict) else None
+        return recorded_plan_source(path)
     try:
-        info = json.loads(onnx_metadata(path).get(METADATA_KEY, "null"))
+        info = json.loads(onnx_metadata(path).get(PRECISION_METADATA_KEY, "null"))
     except (OSError, OnnxMetadataError, json.JSONDecodeError):
         return None
     return info.get("source_sha256") if isinstance(info, dict) else None
@@ -134,9 +137,9 @@ def recorded_source(path: Path) -> str | None:
 def files_for(precision: str) -> tuple[str, ...]:
     """What calibration writes for a precision (and the engine build reads)."""
     if precision == "fp16":
-        return (onnx_filename("synthesis", "fp16"), PLAN_FILE)  # the plan pins FP32 layers on 8.6
+        return (FP16_FILE, PLAN_FILE)  # the plan pins FP32 layers on 8.6
     if precision == "int8":  # Q/DQ on FP32 (8.6, onnxruntime) and on the mixed FP16 graph (strongly typed)
-        return (onnx_filename("synthesis", "int8"), INT8_FP16_FILE)
+        return (INT8_FILE, INT8_FP16_FILE)
     return ()
 
 

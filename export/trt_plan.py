@@ -1,6 +1,11 @@
 """What a TensorRT engine build will do, decided before TensorRT does anything (pure, testable).
 
-Two build paths, chosen by what the installed TensorRT has (feature detection, never version
+Kept apart by name: the precision plan (`PrecisionPlan`, runtime/precision_plan.py: which ONNX
+nodes stay FP32) is read here; the build spec of one engine (`BuildSpec`) is made here; TensorRT's
+own serialised plan is the engine file the build writes; the runtime's `NoisePoolLayout`
+(runtime/trt_buffers.py) is none of them.
+
+Two build modes, chosen by what the installed TensorRT has (feature detection, never version
 strings):
 
 - strongly_typed (TensorRT 10.x and 11.x): the network is created STRONGLY_TYPED and the engine
@@ -12,14 +17,13 @@ strings):
   layers are pinned to FP32 with per-layer constraints that the builder must obey. Never an
   implicit-INT8 calibrator: INT8 is explicit Q/DQ only.
 
-`plan_build` returns a frozen BuildPlan; `export/tensorrt_build.py` carries it out. The plan names
+`plan_build` returns a frozen BuildSpec; `export/tensorrt_build.py` carries it out. The spec names
 flags by their TensorRT enum member names, so it is readable, comparable in tests and recorded
 as is in the engine's sidecar.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +32,8 @@ from types import ModuleType
 from typing import Any
 
 from stylegan_edge.runtime.bundle import (
+    PLAN_FILE,
+    TIMING_CACHE_FILE,
     Bundle,
     BundleError,
     engine_filename,
@@ -38,22 +44,24 @@ from stylegan_edge.runtime.bundle import (
     w_input,
 )
 from stylegan_edge.runtime.engine_meta import sidecar_path
+from stylegan_edge.runtime.errors import StyleganError
+from stylegan_edge.runtime.precision_plan import PrecisionPlanError
+from stylegan_edge.runtime.precision_plan import read_fp32_nodes as read_plan_fp32_nodes
 
-PRECISION_PLAN = "precision_plan.json"
-PRECISION_PLAN_FORMAT = "stylegan-edge-precision-plan"
-TIMING_CACHE = "timing.cache"
 # Kept in FP32 by weak-typed reduced-precision builds when the bundle has no precision plan:
 # instance-norm statistics overflow FP16 (sums of squares), and a decomposed norm shows up as
 # reductions.
 DEFAULT_FP32_LAYER_TYPES = ("NORMALIZATION", "REDUCE")
 # Never pinned: they carry no float computation of their own (or, Q/DQ, define their own types).
 UNPINNABLE_LAYER_TYPES = ("QUANTIZE", "DEQUANTIZE", "SHAPE", "CONSTANT", "CAST", "ASSERTION")
+# The build modes (BuildSpec.mode; the sidecar records it as "build_path").
 STRONGLY_TYPED = "strongly_typed"
 WEAK_TYPED = "weak_typed"
 
 
-class PlanError(ValueError):
-    """A build that cannot be planned; the message is one line naming the file or argument."""
+class PlanError(StyleganError, ValueError):
+    """A build that cannot be specified (bad argument, unreadable precision plan); the message is
+    one line naming the file or argument."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ class Fp32Pins:
     layers one node produced. layer_types: LayerType member names matched by type.
     """
 
-    source: str  # "precision_plan.json", "default (normalization layers)", "none"
+    source: str  # PLAN_FILE ("precision_plan.json"), "default (normalization layers)", "none"
     nodes: frozenset[str] = frozenset()
     layer_types: tuple[str, ...] = ()
 
@@ -84,10 +92,12 @@ class Fp32Pins:
 
 
 @dataclass(frozen=True)
-class BuildPlan:
+class BuildSpec:
+    """Everything one engine build does, decided before TensorRT runs (see the module docstring)."""
+
     model: str  # "mapping" | "synthesis"
     precision: str  # "fp32" | "fp16" | "int8"
-    path: str  # STRONGLY_TYPED | WEAK_TYPED
+    mode: str  # STRONGLY_TYPED | WEAK_TYPED
     onnx: Path
     engine: Path
     network_flags: tuple[str, ...]  # NetworkDefinitionCreationFlag members
@@ -110,9 +120,9 @@ class BuildPlan:
         return {p.input: [list(p.min), list(p.opt), list(p.max)] for p in self.profile}
 
     def summary(self) -> dict[str, Any]:
-        """The plan as plain data (logged, compared in tests)."""
+        """The spec as plain data (logged, compared in tests)."""
         return {
-            "model": self.model, "precision": self.precision, "path": self.path, "onnx": self.onnx.name,
+            "model": self.model, "precision": self.precision, "mode": self.mode, "onnx": self.onnx.name,
             "engine": self.engine.name, "network_flags": list(self.network_flags),
             "builder_flags": list(self.builder_flags), "cleared_flags": list(self.cleared_flags),
             "parser_flags": list(self.parser_flags), "fp32_pins": self.pins.source, "batch": list(self.batch),
@@ -138,7 +148,7 @@ def needs_explicit_batch_flag(trt: ModuleType) -> bool:
     return has_member(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and hasattr(trt.Builder, "max_batch_size")
 
 
-def choose_build_path(trt: ModuleType, precision: str, reduced_onnx_present: bool) -> str:
+def choose_build_mode(trt: ModuleType, precision: str, reduced_onnx_present: bool) -> str:
     """strongly_typed or weak_typed, from what this TensorRT has.
 
     FP32 builds strongly typed wherever the flag exists (exact FP32 either way). FP16/INT8 build
@@ -162,22 +172,11 @@ def choose_build_path(trt: ModuleType, precision: str, reduced_onnx_present: boo
 
 # --- the precision plan -------------------------------------------------------------------------
 def read_fp32_nodes(bundle: Bundle) -> frozenset[str] | None:
-    """fp32_nodes of the bundle's precision_plan.json, or None when the bundle has none."""
-    path = bundle.path / PRECISION_PLAN
-    if not path.is_file():
-        return None
+    """fp32_nodes of the bundle's precision plan, or None when the bundle has none."""
     try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise PlanError(f"{path}: unreadable ({e})") from None
-    if not isinstance(d, dict) or d.get("format") != PRECISION_PLAN_FORMAT:
-        raise PlanError(f"{path}: not a stylegan-edge precision plan")
-    if d.get("version") != 1:
-        raise PlanError(f"{path}: precision plan version {d.get('version')}; this builder reads version 1")
-    nodes = d.get("fp32_nodes")
-    if not isinstance(nodes, list) or not all(isinstance(n, str) and n for n in nodes):
-        raise PlanError(f"{path}: fp32_nodes must be a list of ONNX node names")
-    return frozenset(nodes)
+        return read_plan_fp32_nodes(bundle.path)
+    except PrecisionPlanError as e:
+        raise PlanError(str(e)) from None
 
 
 _METADATA_NODE = re.compile(r"^\[ONNX Layer: (.*?)(?: \|.*)?\]$", re.DOTALL)
@@ -302,13 +301,13 @@ def pinned_layers(pins: Fp32Pins, layers: Sequence[LayerInfo], *, avoid_quantize
     return out
 
 
-def choose_pins(bundle: Bundle, path: str, precision: str) -> Fp32Pins:
-    if path != WEAK_TYPED or precision == "fp32":
+def choose_pins(bundle: Bundle, mode: str, precision: str) -> Fp32Pins:
+    if mode != WEAK_TYPED or precision == "fp32":
         return Fp32Pins("none")
     nodes = read_fp32_nodes(bundle)
     if nodes is None:
         return Fp32Pins("default (normalization layers)", layer_types=DEFAULT_FP32_LAYER_TYPES)
-    return Fp32Pins(PRECISION_PLAN, nodes=nodes)
+    return Fp32Pins(PLAN_FILE, nodes=nodes)
 
 
 # --- shapes ----------------------------------------------------------------------------------------
@@ -346,12 +345,12 @@ def profile_shapes(bundle: Bundle, model: str, batch: tuple[int, int, int]) -> t
                  for name, rest in input_shapes(bundle, model).items())
 
 
-# --- the plan ----------------------------------------------------------------------------------------
+# --- the build spec ----------------------------------------------------------------------------------
 def plan_build(
     trt: ModuleType, bundle: Bundle | str | Path, precision: str, *, model: str = "synthesis",
     batch: str | Sequence[int] = (1, 1, 8), workspace_gb: float | None = None,
     timing_cache: str | Path | None = None,
-) -> BuildPlan:
+) -> BuildSpec:
     """Decide how TensorRT module `trt` builds `model` of `bundle` at `precision` (no building).
 
     The mapping network is a few dense layers and always builds FP32.
@@ -375,9 +374,9 @@ def plan_build(
         typed_name, reduced = onnx_filename(model, "int8"), True
         notes.append(f"{strongly_typed_onnx_filename(model, 'int8')} absent: strongly typed from {typed_name}, "
                      "whose layers outside the quantised convolutions run FP32 (remake the INT8 files to fix)")
-    path = choose_build_path(trt, precision, reduced)
+    mode = choose_build_mode(trt, precision, reduced)
 
-    if path == STRONGLY_TYPED:
+    if mode == STRONGLY_TYPED:
         onnx = bundle.path / typed_name
         network_flags = ["STRONGLY_TYPED"]
         builder_flags: list[str] = []
@@ -404,31 +403,31 @@ def plan_build(
 
     parser_flags = ["NATIVE_INSTANCENORM"] if has_member(getattr(trt, "OnnxParserFlag", None),
                                                          "NATIVE_INSTANCENORM") else []
-    pins = choose_pins(bundle, path, precision)
+    pins = choose_pins(bundle, mode, precision)
     if pins.layer_types and not parser_flags:  # 8.5: InstanceNormalization becomes a plugin layer
         pins = Fp32Pins(pins.source, pins.nodes, (*pins.layer_types, "PLUGIN_V2"))
     if not pins.empty:
         builder_flags.append("OBEY_PRECISION_CONSTRAINTS")
     # "fp32" means FP32: TF32 would round matmul and convolution inputs to a 10-bit mantissa.
     cleared_flags = ["TF32"] if precision == "fp32" and has_member(trt.BuilderFlag, "TF32") else []
-    return BuildPlan(
-        model=model, precision=precision, path=path, onnx=onnx,
+    return BuildSpec(
+        model=model, precision=precision, mode=mode, onnx=onnx,
         engine=bundle.path / engine_filename(model, precision),
         network_flags=tuple(network_flags), builder_flags=tuple(builder_flags),
         cleared_flags=tuple(cleared_flags), parser_flags=tuple(parser_flags), pins=pins, batch=batch,
         profile=profile_shapes(bundle, model, batch),
         workspace_bytes=None if workspace_gb is None else int(workspace_gb * (1 << 30)),
-        timing_cache=Path(timing_cache) if timing_cache is not None else bundle.path / TIMING_CACHE,
+        timing_cache=Path(timing_cache) if timing_cache is not None else bundle.path / TIMING_CACHE_FILE,
         init_plugins=not parser_flags, notes=tuple(notes),
     )
 
 
 def plan_builds(
     trt: ModuleType, bundle: Bundle | str | Path, precisions: Sequence[str] = ("fp16",), **kwargs: Any,
-) -> list[BuildPlan]:
+) -> list[BuildSpec]:
     """The mapping engine (FP32, once) and one synthesis engine per precision."""
     bundle = open_bundle(bundle)
-    plans = [plan_build(trt, bundle, "fp32", model="mapping", **kwargs)]
+    specs = [plan_build(trt, bundle, "fp32", model="mapping", **kwargs)]
     for p in dict.fromkeys(precisions):
-        plans.append(plan_build(trt, bundle, p, model="synthesis", **kwargs))
-    return plans
+        specs.append(plan_build(trt, bundle, p, model="synthesis", **kwargs))
+    return specs

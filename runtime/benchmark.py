@@ -1,26 +1,32 @@
-"""Timing harness for `stylegan bench`: latency statistics, throughput, achieved GFLOP/s against
-the machine's measured matrix-multiply rate, and the runtime's own overhead.
+"""`stylegan bench` without its command line: which rows to time (`run_bench`), the timing
+harness (latency statistics, throughput, achieved GFLOP/s against the machine's measured
+matrix-multiply rate, the runtime's own overhead) and the report's text.
 
-Torch-free (a Jetson benchmarks its TensorRT and onnxruntime rows without PyTorch); the PyTorch
-rows plug in through the same `Backend` protocol.
+Torch-free at import (a Jetson benchmarks its TensorRT and onnxruntime rows without PyTorch); the
+PyTorch rows come from the registry's checkpoint backends through the same `Backend` protocol,
+and the export and calibration a bench may need are imported only then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .backends import BackendSpec, backend_spec
 from .backends.base import Backend
 from .bundle import open_bundle
-from .generator import Generator
+from .generator import ArgumentError, Generator
 
 
 @dataclass
@@ -29,18 +35,22 @@ class Row:
     precision: str
     batch: int
     device: str
-    median_ms: float
-    p95_ms: float
-    images_per_s: float
+    median_ms: float | None  # None (like the other measurements) on a row that failed: see `error`
+    p95_ms: float | None
+    images_per_s: float | None
     gflop_per_image: float
-    gflops: float
+    gflops: float | None
     share_of_matmul: float | None = None
     speedup: float | None = None
     setup_s: float | None = None  # compile/build/session time, reported apart from run time
     notes: str = ""
+    error: str | None = None  # one line: why this row could not be opened or run
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.error is None:  # a measured row's JSON stays as it always was
+            del d["error"]
+        return d
 
 
 @dataclass
@@ -122,6 +132,19 @@ def make_row(
         p95_ms=float(np.percentile(times, 95)) * 1e3, images_per_s=batch / med, gflop_per_image=gflop,
         gflops=gflop * batch / med, setup_s=setup_s, notes=notes,
     )
+
+
+def failed_row(backend: str, precision: str, batch: int, gflop: float, error: BaseException | str) -> Row:
+    """A row that could not be opened or timed, carrying its reason instead of measurements."""
+    return Row(backend=backend, precision=precision, batch=batch, device="-", median_ms=None, p95_ms=None,
+               images_per_s=None, gflop_per_image=gflop, gflops=None, error=_one_line(error))
+
+
+def _one_line(error: BaseException | str) -> str:
+    if isinstance(error, str):
+        return error
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class _EngineClock:
@@ -268,6 +291,11 @@ def markdown_table(report: Report) -> str:
             "speed-up vs torch | setup s |")
     lines = [head, "|" + " --- |" * 11]
     for r in report.rows:
+        if r.error is not None:
+            message = r.error.replace("|", "\\|")  # a pipe would split the markdown cell
+            lines.append(f"| {r.backend} | {r.precision} | {r.batch} | - | - | - | {r.gflop_per_image:.2f} | - | - | "
+                         f"- | error: {message} |")
+            continue
         share = f"{100 * r.share_of_matmul:.0f}%" if r.share_of_matmul is not None else "-"
         speed = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
         setup = f"{r.setup_s:.1f}" if r.setup_s is not None else "-"
@@ -280,10 +308,242 @@ def markdown_table(report: Report) -> str:
 
 def finish(report: Report) -> Report:
     """Fill in speed-ups against PyTorch eager FP32 at the same batch, and matmul shares."""
-    base = {r.batch: r.median_ms / r.batch for r in report.rows if r.backend == "torch" and r.precision == "fp32"}
-    for r in report.rows:
+    measured = [r for r in report.rows if r.error is None]
+    base = {r.batch: r.median_ms / r.batch for r in measured if r.backend == "torch" and r.precision == "fp32"}
+    for r in measured:
         if r.batch in base:
             r.speedup = base[r.batch] / (r.median_ms / r.batch)
         if report.matmul_gflops and r.device == "cpu":
             r.share_of_matmul = r.gflops / report.matmul_gflops
     return report
+
+
+# --- the whole bench ------------------------------------------------------------------------------
+# Options the bench opens a bundle backend with: onnxruntime's rows are its CPU provider, the
+# rows PyTorch on the CPU and the matmul share are measured against.
+BENCH_OPTIONS: dict[str, dict[str, Any]] = {"onnxruntime": {"device": "cpu"}}
+# The backend that runs the reference generator (inputs, overhead, session sweeps): always here.
+REFERENCE_BACKEND = "onnxruntime"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What `run_bench` times. model: a checkpoint, a preset name (random weights from `seed`)
+    or a bundle; bundle: where a non-bundle MODEL is exported (None: a temporary folder, removed
+    afterwards); checkpoint: the checkpoint of a bundle MODEL, for the checkpoint backends' rows."""
+
+    model: str
+    backends: tuple[str, ...] = ("torch", "torch.compile", "onnxruntime")
+    precisions: tuple[str, ...] = ("fp32",)
+    batches: tuple[int, ...] = (1, 4)
+    bundle: Path | None = None
+    checkpoint: Path | None = None
+    iters: int = 10
+    warmup: int = 3
+    min_seconds: float = 2.0
+    tune_allocator: bool = True
+    overhead: bool = True
+    ort_sweep: bool = False
+    seed: int = 0
+
+
+@dataclass
+class BenchResult:
+    report: Report
+    settings: BenchSettings
+    gflop_per_image: float
+    resolution: int
+    ort_max_batch: int | None  # images per onnxruntime CPU call of the reference session
+
+
+@dataclass
+class _Contestant:
+    """One row while it is being timed: a call, or the reason there is none."""
+
+    backend: str
+    precision: str
+    device: str = "-"
+    setup_s: float | None = None
+    notes: str = ""
+    call: Callable[[], Any] | None = None
+    error: str | None = None
+
+    def guarded(self) -> Callable[[], None]:
+        """The call, turning its first failure into this row's error (later calls do nothing),
+        so one broken backend does not stop the others' timing."""
+        call = self.call
+
+        def run() -> None:
+            if self.error is None:
+                try:
+                    call()
+                except Exception as e:  # any failure of a backend's call is its row's result
+                    self.error = _one_line(e)
+
+        return run
+
+
+def _notes(desc: dict[str, str]) -> str:
+    if desc.get("providers"):
+        return desc["providers"]
+    return f"{desc['threads']} threads" if "threads" in desc else ""
+
+
+def _prepared_call(backend: Backend, feeds: dict[str, np.ndarray]) -> tuple[Callable[[], Any], float | None]:
+    """A backend with `prepare(feeds)` times its own call (inputs converted once) and reports its
+    own set-up (a compilation); otherwise the call is `run(feeds)`."""
+    prepare = getattr(backend, "prepare", None)
+    if prepare is not None:
+        return prepare(feeds)
+    return (lambda: backend.run(feeds)), None
+
+
+def _checkpoint_contestant(name: str, spec: BackendSpec, G: Any, feeds: dict[str, np.ndarray],
+                           stack: contextlib.ExitStack) -> _Contestant:
+    try:
+        g = stack.enter_context(spec.open_checkpoint(G, "cpu"))
+        call, setup = _prepared_call(g.synthesis, feeds)
+    except Exception as e:  # a broken or missing backend is a row with its reason
+        return _Contestant(name, "fp32", error=_one_line(e))
+    desc = g.synthesis.describe()
+    return _Contestant(name, "fp32", desc.get("device", "?"), setup, _notes(desc), call)
+
+
+def _bundle_contestant(name: str, bundle: Path, precision: str, feeds: dict[str, np.ndarray],
+                       stack: contextlib.ExitStack) -> _Contestant:
+    try:
+        t0 = time.perf_counter()
+        g = stack.enter_context(Generator(bundle, backend=name, precision=precision, **BENCH_OPTIONS.get(name, {})))
+        setup = time.perf_counter() - t0
+    except Exception as e:  # a missing engine or library is a row with its reason
+        return _Contestant(name, precision, error=_one_line(e))
+    desc = g.synthesis.describe()
+    return _Contestant(name, precision, desc.get("device", "?"), setup, _notes(desc),
+                       lambda: g.synthesis.run(feeds))
+
+
+def _model_and_bundle(s: BenchSettings, need_torch: bool, stack: contextlib.ExitStack,
+                      log: Callable[[str], None]) -> tuple[Any, Path]:
+    """The training model (None when no row needs it) and the bundle to time, exported when
+    MODEL is not one."""
+    from .backends.torch import load_torch_model
+
+    if Path(s.model).is_dir():
+        if not need_torch:
+            return None, Path(s.model)
+        if s.checkpoint is None:
+            raise ArgumentError("the PyTorch rows need the bundle's checkpoint: add --checkpoint FILE "
+                                "(or give the checkpoint as MODEL)")
+        return load_torch_model(s.checkpoint, presets=False), Path(s.model)
+    G = load_torch_model(s.model, s.seed)
+    bundle = s.bundle
+    if bundle is None or not (bundle / "meta.json").is_file():
+        from stylegan_edge.export.onnx_export import export_bundle
+
+        if bundle is None:
+            bundle = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stylegan-bench-"))) / "model.sgbundle"
+        log(f"exporting {s.model} to {bundle} ...")
+        export_bundle(G, bundle)
+    return G, bundle
+
+
+def run_bench(s: BenchSettings, log: Callable[[str], None] = lambda message: None) -> BenchResult:
+    """Time every requested backend, precision and batch side by side; progress goes to `log`.
+    A row that cannot be opened or run is a row carrying its error. Every backend opened here is
+    closed, and a temporary bundle removed, on return and on failure alike."""
+    specs = {name: backend_spec(name) for name in s.backends}  # an unknown name is one line
+    need_torch = any(spec.open_checkpoint is not None for spec in specs.values())
+    settings: dict[str, Any] = {"allocator": tune_glibc_allocator() if s.tune_allocator else "unchanged"}
+    with contextlib.ExitStack() as stack:
+        G, bundle = _model_and_bundle(s, need_torch, stack, log)
+        reduced = [p for p in s.precisions if p != "fp32"]
+        if reduced and REFERENCE_BACKEND in s.backends:
+            missing = [p for p in reduced if p not in open_bundle(bundle).precisions()]
+            if missing:
+                from stylegan_edge.calibration.pipeline import prepare_precisions
+
+                log(f"making {', '.join(missing)} ONNX (calibration) ...")
+                prepare_precisions(bundle, missing, log=lambda m: log(f"  {m}"))
+
+        g = stack.enter_context(Generator(bundle, backend=REFERENCE_BACKEND, **BENCH_OPTIONS[REFERENCE_BACKEND]))
+        gflop = float(g.meta.raw["gflop_per_image"]["synthesis"])
+        matmul = numpy_matmul_gflops()
+        settings["matmul"] = f"numpy {matmul:.0f} GFLOP/s"
+        if need_torch:
+            from .backends.torch import matmul_call
+
+            call, threads = matmul_call(2048)
+            torch_mm = matmul_gflops(call, 2048)
+            settings["matmul"] += f", torch {torch_mm:.0f} GFLOP/s"
+            matmul = max(matmul, torch_mm)
+            settings["torch_threads"] = threads
+        report = Report(machine=machine_info(), matmul_gflops=matmul, settings=settings)
+        report.machine["model"] = str(s.model)
+        report.machine["resolution"] = g.resolution
+
+        for n in s.batches:
+            report.rows += _time_batch(s, specs, G, bundle, synthesis_feeds(g, n), n, gflop, log)
+        if s.overhead:
+            report.overhead = runtime_overhead(g, batch=1, warmup=s.warmup, iters=s.iters, min_seconds=s.min_seconds)
+        if s.ort_sweep:
+            log("timing onnxruntime session settings ...")
+            report.settings["ort_sweep"] = sweep_session_settings(g, "fp32", s.batches[0], s.warmup, s.iters,
+                                                                  s.min_seconds)
+            if max(s.batches) > 1:
+                report.settings["ort_chunks"] = sweep_batch_chunks(g, "fp32", max(s.batches), s.warmup, s.iters,
+                                                                   s.min_seconds)
+        finish(report)
+        chunk = g.synthesis.settings.max_batch if hasattr(g.synthesis, "settings") else None
+        return BenchResult(report, s, gflop, g.resolution, chunk)
+
+
+def _time_batch(s: BenchSettings, specs: dict[str, BackendSpec], G: Any, bundle: Path, feeds: dict[str, np.ndarray],
+                n: int, gflop: float, log: Callable[[str], None]) -> list[Row]:
+    """The rows of one batch size, timed in turns; every backend opened for them is closed after."""
+    with contextlib.ExitStack() as stack:
+        contestants: list[_Contestant] = []
+        for name, spec in specs.items():
+            if spec.open_checkpoint is not None:
+                log(f"preparing {name} fp32 batch {n} ...")
+                contestants.append(_checkpoint_contestant(name, spec, G, feeds, stack))
+            else:
+                contestants += [_bundle_contestant(name, bundle, p, feeds, stack) for p in s.precisions]
+        timed = [c for c in contestants if c.error is None]
+        log(f"timing {len(timed)} rows at batch {n}, in turns ...")
+        all_times = time_round_robin([c.guarded() for c in timed], s.warmup, s.iters, s.min_seconds) if timed else []
+        times = dict(zip(map(id, timed), all_times))
+        return [failed_row(c.backend, c.precision, n, gflop, c.error) if c.error is not None else
+                make_row(c.backend, c.precision, n, c.device, times[id(c)], gflop, c.setup_s, c.notes)
+                for c in contestants]
+
+
+def report_text(result: BenchResult) -> str:
+    """The report as `stylegan bench` prints it: a summary line, the table, then the extras."""
+    report, s = result.report, result.settings
+    settings, chunk = report.settings, result.ort_max_batch
+    lines = [f"{report.machine['processor']}, {report.machine['cpu_count']} CPUs; {result.resolution} px; "
+             f"synthesis {result.gflop_per_image:.2f} GFLOP/image; matmul {settings['matmul']}; "
+             f"allocator: {settings['allocator']}", markdown_table(report)]
+    if chunk and REFERENCE_BACKEND in s.backends and max(s.batches) > chunk:
+        lines.append(f"(onnxruntime on the CPU runs a batch as calls of at most {chunk} image(s): past that the "
+                     "feature maps leave the cache; see --ort-sweep)")
+    if report.overhead:
+        o = report.overhead
+        lines.append(f"\nruntime overhead of generate() at batch 1: {100 * o['overhead_share']:.1f}% "
+                     f"({o['overhead_ms']:.2f} ms of {o['generate_ms']:.1f} ms)")
+    if "ort_sweep" in settings:
+        from .backends.onnxruntime import SessionSettings
+
+        d = SessionSettings()
+        mode = "sequential" if d.sequential else "parallel"
+        lines.append(f"\nonnxruntime session settings, fp32 batch {s.batches[0]} (default: threads "
+                     f"{d.threads or 'one per core'}, {mode}, arena {d.arena}):")
+        lines.append("| threads | execution | arena | median ms |\n| --- | --- | --- | --- |")
+        for r in sorted(settings["ort_sweep"], key=lambda r: r["median_ms"]):
+            lines.append(f"| {r['threads']} | {r['execution']} | {r['arena']} | {r['median_ms']:.1f} |")
+    if "ort_chunks" in settings:
+        rows = settings["ort_chunks"]
+        lines.append(f"\nonnxruntime CPU, fp32 batch {rows[0]['batch']} run as calls of N images (default N: {chunk}):")
+        lines.append("| images per call | median ms |\n| --- | --- |")
+        lines += [f"| {r['max_batch']} | {r['median_ms']:.1f} |" for r in rows]
+    return "\n".join(lines)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import StyleganError
 from .files import file_record
 
 BUNDLE_FORMAT = "stylegan-edge-bundle"
@@ -42,7 +43,7 @@ MAX_CHANNELS = 1 << 16
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class BundleError(ValueError):
+class BundleError(StyleganError, ValueError):
     """A bundle that cannot be used; the message is one line naming the file."""
 
 
@@ -76,8 +77,30 @@ def strongly_typed_onnx_filename(model: str, precision: str) -> str:
     return onnx_filename(model, precision)
 
 
+# Calibration's files: the mixed FP16 graph, Q/DQ on the FP32 graph (onnxruntime, TensorRT 8.6), the
+# precision plan (runtime/precision_plan.py) and the calibration latents.
+FP16_FILE = onnx_filename("synthesis", "fp16")
+INT8_FILE = onnx_filename("synthesis", "int8")
+PLAN_FILE = "precision_plan.json"
+CALIB_FILE = "calib.npz"
+# The ONNX metadata entry in which calibration records each reduced-precision file's provenance
+# (JSON with `source_sha256`, the SHA-256 of the synthesis.onnx it was made from).
+PRECISION_METADATA_KEY = "stylegan_edge.precision"
+# TensorRT: the timing cache every engine build of the bundle reuses, each engine
+# `<model>.<precision>.engine`, and beside it the sidecar `<engine file name>.json`
+# (runtime/engine_meta.py), e.g. `synthesis.fp16.engine.json`.
+TIMING_CACHE_FILE = "timing.cache"
+ENGINE_SUFFIX = ".engine"
+SIDECAR_SUFFIX = ".json"
+
+
 def engine_filename(model: str, precision: str) -> str:
-    return f"{model}.{precision}.engine"
+    return f"{model}.{precision}{ENGINE_SUFFIX}"
+
+
+def sidecar_filename(engine_name: str) -> str:
+    """`synthesis.fp16.engine` -> `synthesis.fp16.engine.json`."""
+    return engine_name + SIDECAR_SUFFIX
 
 
 # --- typed field readers: each failure names the file and the field --------------------------------------

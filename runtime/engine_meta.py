@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import BackendUnavailable
+from .bundle import sidecar_filename
+from .errors import StyleganError
+from .files import atomic_write_bytes
 
 SIDECAR_FORMAT = "stylegan-edge-engine"
 SIDECAR_VERSION = 1
@@ -24,7 +27,7 @@ SIDECAR_VERSION = 1
 EXPORT_FLAGS = {"fp32": "--fp32", "fp16": "--fp16", "int8": "--int8"}
 
 
-class EngineMetaError(ValueError):
+class EngineMetaError(StyleganError, ValueError):
     """A sidecar that cannot be read; the message is one line naming the file."""
 
 
@@ -62,7 +65,9 @@ class EngineMeta:
     gpu: GpuInfo
     onnx_file: str
     onnx_sha256: str
-    build_path: str  # "strongly_typed" | "weak_typed"
+    # "strongly_typed" | "weak_typed" (export/trt_plan.py BuildSpec.mode). The sidecar's JSON key
+    # stays "build_path", as version 1 sidecars already on devices spell it.
+    build_mode: str
     network_flags: tuple[str, ...] = ()
     builder_flags: tuple[str, ...] = ()
     cleared_flags: tuple[str, ...] = ()
@@ -77,7 +82,7 @@ class EngineMeta:
     tool_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {_JSON_KEYS.get(k, k): v for k, v in asdict(self).items()}
         return {"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION, **d}
 
     @classmethod
@@ -93,7 +98,7 @@ class EngineMeta:
                 model=str(d["model"]), precision=str(d["precision"]), engine_file=str(d["engine_file"]),
                 engine_sha256=str(d["engine_sha256"]), engine_bytes=int(d["engine_bytes"]),
                 tensorrt_version=str(d["tensorrt_version"]), gpu=gpu, onnx_file=str(d["onnx_file"]),
-                onnx_sha256=str(d["onnx_sha256"]), build_path=str(d["build_path"]),
+                onnx_sha256=str(d["onnx_sha256"]), build_mode=str(d["build_path"]),
                 network_flags=tuple(d.get("network_flags", ())), builder_flags=tuple(d.get("builder_flags", ())),
                 cleared_flags=tuple(d.get("cleared_flags", ())), parser_flags=tuple(d.get("parser_flags", ())),
                 fp32_layers=dict(d.get("fp32_layers", {})), batch=tuple(int(b) for b in d["batch"]),
@@ -106,17 +111,20 @@ class EngineMeta:
             raise EngineMetaError(f"{path}: missing or malformed field {e}") from None
 
 
+# Attribute -> JSON key where the sidecar format spells a field differently.
+_JSON_KEYS = {"build_mode": "build_path"}
+
+
 def sidecar_path(engine_path: str | Path) -> Path:
     """`synthesis.fp16.engine` -> `synthesis.fp16.engine.json`."""
     p = Path(engine_path)
-    return p.with_name(p.name + ".json")
+    return p.with_name(sidecar_filename(p.name))
 
 
 def write_sidecar(engine_path: str | Path, meta: EngineMeta) -> Path:
+    """Write the sidecar beside the engine, atomically (a crash leaves the old one or none)."""
     path = sidecar_path(engine_path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta.to_dict(), indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_bytes(path, (json.dumps(meta.to_dict(), indent=2) + "\n").encode())
     return path
 
 

@@ -136,6 +136,7 @@ class Generator:
         self.mapping = mapping
         self.synthesis = synthesis
         self.source = source
+        self._directions = None  # the bundle's directions.npz, read on the first edit by name
         self._const_noise = const_noise
         self._noise_cache: dict[tuple[str, int], dict[str, np.ndarray]] = {}
         # close() waits for backend calls in flight (freeing a session or device memory under a
@@ -245,6 +246,19 @@ class Generator:
             raise ArgumentError(f"ws_src has {len(src)} styles, ws_dst {len(out)}")
         out[:, idx] = src[:, idx]
         return out
+
+    def edit(self, ws: np.ndarray, direction: str | np.ndarray, strength: float,
+             layers: str | Sequence[int] = "coarse") -> np.ndarray:
+        """Move W+ styles along an attribute direction on `layers`: a name from the bundle's
+        `directions.npz` (see `stylegan metrics --ls --directions-out`) or a [w_dim] vector."""
+        from .directions import edit as edit_styles
+        from .directions import load_directions
+
+        if isinstance(direction, str):
+            if self._directions is None:
+                self._directions = load_directions(Path(self.source))
+            direction = self._directions[direction]
+        return edit_styles(ws, direction, strength, layers, self.meta.layer_resolutions)
 
     def interpolate_z(self, z0: np.ndarray, z1: np.ndarray, t: float | np.ndarray) -> np.ndarray:
         return slerp(z0, z1, t)

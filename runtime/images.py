@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import StyleganError
 from .files import atomic_path
 
 
@@ -21,7 +22,7 @@ class ImageArrayError(ValueError):
     """An array that cannot be an image or a batch of them; the message names the argument."""
 
 
-class OutputWriteError(OSError):
+class OutputWriteError(StyleganError, OSError):
     """An output file that could not be written (disk full, read-only folder, I/O error); its
     one line names the file. Nothing is left under that name: writes go to a temporary file
     beside it that is renamed only when complete."""

@@ -12,8 +12,10 @@ import re
 
 import numpy as np
 
+from .errors import StyleganError
 
-class SeedError(ValueError):
+
+class SeedError(StyleganError, ValueError):
     pass
 
 

@@ -1,4 +1,5 @@
-"""Pure planning for the TensorRT backend's device buffers (numpy only, tested on any machine).
+"""The TensorRT backend's device-buffer layout: shapes, sizes and offsets, in pure code (numpy only,
+tested on any machine).
 
 - TensorSpec: one engine I/O tensor as the named-tensor API describes it (-1 marks the dynamic
   batch axis), and the concrete shape and size it has at a batch size.
@@ -60,7 +61,7 @@ def check_feed(spec: TensorSpec, value: np.ndarray, batch: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class NoisePool:
+class NoisePoolLayout:
     """How many samples of pre-drawn noise each noise input keeps on the device."""
 
     samples: dict[str, int]
@@ -88,17 +89,17 @@ class NoisePool:
         return {k: rng.standard_normal((n, *self.sample_shape[k]), dtype=np.float32) for k, n in self.samples.items()}
 
 
-def plan_noise_pool(
+def noise_pool_layout(
     sample_shapes: Mapping[str, tuple[int, ...]], max_batch: int, budget_bytes: int, max_samples: int = 64,
-) -> NoisePool:
+) -> NoisePoolLayout:
     """Samples per input: the budget split evenly across inputs, at least two full batches (so
     windows vary), at most `max_samples` (small layers would otherwise take thousands)."""
     if not sample_shapes:
-        return NoisePool({}, {})
+        return NoisePoolLayout({}, {})
     share = budget_bytes // len(sample_shapes)
     floor = 2 * max_batch
     samples = {}
     for name, shape in sample_shapes.items():
         per_sample = int(np.prod(shape)) * 4
         samples[name] = max(floor, min(max_samples, share // per_sample))
-    return NoisePool(samples, {k: tuple(v) for k, v in sample_shapes.items()})
+    return NoisePoolLayout(samples, {k: tuple(v) for k, v in sample_shapes.items()})

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from .errors import StyleganError
 from .latents import slerp
 
 SPACES = ("w", "z")
 
 
-class VideoSpecError(ValueError):
+class VideoSpecError(StyleganError, ValueError):
     """A walk that cannot be rendered; one line naming the setting."""
 
 

@@ -92,6 +92,7 @@ def default_bundles(out: Path, log: Log) -> list[Path]:
     """The shipped model and an edge256 bundle with random weights, exported here (needs PyTorch)."""
     try:
         import torch  # noqa: F401 - the exporter's dependency, checked before minutes of work
+
         from stylegan_edge.cli.export_cmd import export_checkpoint
     except ImportError as e:
         raise CheckError(f"exporting needs the train and export extras ({e.name} is missing): pip install "

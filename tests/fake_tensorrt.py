@@ -1061,6 +1061,7 @@ def write_fake_bundle(
     """A bundle directory that Bundle opens and the fake parser reads (the graphs are structural
     stand-ins: the right inputs, outputs and node names, not a working generator)."""
     from onnx import TensorProto, helper, numpy_helper
+
     from stylegan_edge.runtime.bundle import BUNDLE_FORMAT_VERSION
     from stylegan_edge.runtime.files import file_record
 

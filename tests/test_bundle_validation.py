@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from stylegan_edge.cli.main import app
 from stylegan_edge.runtime import Bundle, BundleError, Generator
 from stylegan_edge.runtime.files import file_record
-from typer.testing import CliRunner
 
 from .bundles import RECORDED, seal
 

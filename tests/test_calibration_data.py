@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from stylegan_edge.calibration.data import (
     CalibrationData,
     CalibrationSettings,

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import typer
 from PIL import Image
+from typer.testing import CliRunner
+
 from stylegan_edge.calibration.fidelity import FidelitySettings, fidelity_report
 from stylegan_edge.calibration.pipeline import prepare_precisions
 from stylegan_edge.calibration.speed import SpeedSettings
-from typer.testing import CliRunner
 
 from .test_calibration_pipeline import FAST
 

@@ -9,12 +9,15 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
 from stylegan_edge.calibration import metrics
 from stylegan_edge.calibration.data import CalibrationSettings, make_calibration_data
 from stylegan_edge.calibration.fp16_analysis import Fp16Thresholds, analyse_fp16, style_layer_nodes
 from stylegan_edge.calibration.fp16_convert import convert_fp16
 from stylegan_edge.calibration.fp16_emulation import emulate_fp16
 from stylegan_edge.calibration.graph import NORM_OP, nodes_of_type, run_images, session, value_types
+
+from .bundles import seal
 
 OVERFLOW_LAYER = 3
 OVERFLOW_SCALE = 1e5  # conv outputs of ~1e5, past FP16's 65504; weights stay below it
@@ -42,7 +45,7 @@ def overflow_bundle(tiny_bundle, tmp_path_factory):
         if init.name in names:
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(OVERFLOW_SCALE), init.name))
     onnx.save(model, str(out / "synthesis.onnx"))
-    return out
+    return seal(out)  # as a re-export would record the changed graph
 
 
 def test_fp16_model_keeps_float32_io_passes_the_checker_and_feeds_norms_float32(tiny_model):

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
 from stylegan_edge.calibration import metrics
 from stylegan_edge.calibration.data import CalibrationSettings, make_calibration_data
 from stylegan_edge.calibration.errors import CalibrationError

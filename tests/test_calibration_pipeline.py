@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
+
 from stylegan_edge.calibration import metrics
 from stylegan_edge.calibration.data import ORIGIN_CLI, CalibrationSettings, make_calibration_data
 from stylegan_edge.calibration.errors import CalibrationError
@@ -25,11 +26,12 @@ from stylegan_edge.calibration.int8 import (
     smallest_meeting,
     spread_sizes,
 )
-from stylegan_edge.calibration.pipeline import METADATA_KEY, PipelineSettings, prepare_precisions
-from stylegan_edge.calibration.plan import PrecisionPlan
+from stylegan_edge.calibration.pipeline import PipelineSettings, prepare_precisions
 from stylegan_edge.calibration.speed import SpeedSettings, optimized_op_counts
+from stylegan_edge.runtime.bundle import PRECISION_METADATA_KEY as METADATA_KEY
 from stylegan_edge.runtime.bundle import Bundle
 from stylegan_edge.runtime.files import sha256_file
+from stylegan_edge.runtime.precision_plan import PrecisionPlan
 
 FAST = PipelineSettings(
     fp16=Fp16Thresholds(analysis_samples=8), holdout_samples=4,

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+
 from stylegan_edge.training.checkpoint import (
     CheckpointError,
     load_generator,

@@ -12,6 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from typer.testing import CliRunner
+
 from stylegan_edge.cli.main import app
 from stylegan_edge.training import checkpoint as checkpoint_module
 from stylegan_edge.training.checkpoint import (
@@ -26,7 +28,6 @@ from stylegan_edge.training.checkpoint import (
 from stylegan_edge.training.config import MAX_PARAMETERS, PRESETS, ConfigError, ModelConfig, parameter_count
 from stylegan_edge.training.loop import TrainConfig, train
 from stylegan_edge.training.networks import Discriminator, Generator
-from typer.testing import CliRunner
 
 from .conftest import TINY, randomized_generator
 

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from stylegan_edge.cli.main import app
 from typer.testing import CliRunner
+
+from stylegan_edge.cli.main import app
 
 runner = CliRunner()
 
@@ -121,3 +122,54 @@ def test_export_fp16_without_tensorrt_writes_the_onnx_then_says_where_to_build(t
     result = run("export", bundle, "--fp16", "--calib-samples", "8")
     assert (bundle / "synthesis.fp16.onnx").is_file() and (bundle / "precision_plan.json").is_file()
     _one_line_error(result, "TensorRT is not installed", f"stylegan-export {bundle} --fp16")
+
+
+def test_any_stage_error_is_one_line_through_the_one_base_class():
+    """A stage's error class needs nothing but the base class to be shown as one line: no
+    registry, no import for side effects."""
+    import typer
+
+    from stylegan_edge.cli.common import one_line_errors
+    from stylegan_edge.runtime.errors import StyleganError
+
+    class NewStageError(StyleganError, ValueError):
+        pass
+
+    toy = typer.Typer()
+
+    @toy.command()
+    @one_line_errors
+    def broken() -> None:
+        raise NewStageError("the new stage refuses this\nsecond line")
+
+    @toy.command()
+    @one_line_errors
+    def buggy() -> None:
+        raise ValueError("a bug")
+
+    result = CliRunner().invoke(toy, ["broken"])
+    assert result.exit_code == 1 and result.output.strip() == "error: the new stage refuses this"
+    assert isinstance(CliRunner().invoke(toy, ["buggy"]).exception, ValueError)  # bugs keep their traceback
+
+
+def test_every_error_class_of_the_package_that_the_cli_shows_is_a_stylegan_error():
+    import importlib
+    from pathlib import Path
+
+    from stylegan_edge.runtime.errors import StyleganError
+
+    names = ("CheckpointError", "ConfigError", "DatasetError", "ExportError", "BundleError", "BackendUnavailable",
+             "SeedError", "CalibrationError", "PlanError", "TensorRTMissing", "BuildError", "DemoError",
+             "OfficialPickleError", "TrainingError", "OutputWriteError", "VideoSpecError", "FIDError")
+    root = Path(__file__).resolve().parents[1]
+    found = {}
+    for folder in ("training", "export", "calibration", "runtime"):
+        for path in (root / folder).rglob("*.py"):
+            module = ".".join(("stylegan_edge", *path.relative_to(root).with_suffix("").parts))
+            m = importlib.import_module(module.removesuffix(".__init__"))
+            for n in names:
+                if isinstance(getattr(m, n, None), type):
+                    found[n] = getattr(m, n)
+    assert set(found) == set(names)
+    assert all(issubclass(c, StyleganError) for c in found.values()), [n for n, c in found.items()
+                                                                      if not issubclass(c, StyleganError)]

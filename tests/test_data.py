@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from stylegan_edge.training import procedural
 from stylegan_edge.training.data import (
     SYNTHETIC_DEFAULT_LENGTH,

@@ -11,6 +11,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2", reason="the demo needs opencv-python-headless 4.x (pip install '.[demo]')")
 
+from typer.testing import CliRunner  # noqa: E402
+
 from stylegan_edge.cli.main import app  # noqa: E402
 from stylegan_edge.runtime import Generator  # noqa: E402
 from stylegan_edge.runtime.demo import (  # noqa: E402
@@ -22,7 +24,6 @@ from stylegan_edge.runtime.demo import (  # noqa: E402
     run_demo,
 )
 from stylegan_edge.runtime.demo.overlay import pip_rect  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
 SIZE = (320, 240)
 # Right edge, between the HUD (top left, about 80 px tall here) and the picture-in-picture (bottom
@@ -236,3 +237,23 @@ def test_the_command_rejects_an_unknown_mode_in_one_line(tiny_bundle):
     result = runner.invoke(app, ["demo", str(tiny_bundle), "--source", "synthetic", "--mode", "swap"])
     lines = [s for s in result.stderr.splitlines() if s.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and "pip, replace-faces" in lines[0], result.output
+
+
+def test_a_direction_moves_every_style_layer_of_the_walk_along_it(tiny_bundle, tmp_path):
+    import dataclasses
+    import shutil
+
+    from stylegan_edge.runtime.directions import save_directions
+
+    bundle = tmp_path / "d.sgbundle"
+    shutil.copytree(tiny_bundle, bundle)
+    d = np.random.default_rng(3).standard_normal(8).astype(np.float32)
+    with Generator(bundle, backend="onnxruntime") as g:
+        save_directions(bundle, {"hair_dark": np.resize(d, g.meta.w_dim)})
+        demo = DemoApp(g, SyntheticSource(SIZE), DemoConfig(mode="pip"))
+        assert demo.directions == ("hair_dark",)
+        plain = demo.styles_for(0.3, (0,))
+        demo.settings = dataclasses.replace(demo.settings, direction="hair_dark", strength=2.0)
+        moved = demo.styles_for(0.3, (0,))
+        unit = np.resize(d, g.meta.w_dim) / np.linalg.norm(np.resize(d, g.meta.w_dim))
+        np.testing.assert_allclose(moved - plain, np.broadcast_to(2.0 * unit, plain.shape), atol=1e-5)

@@ -235,3 +235,19 @@ def test_an_opencv_without_cascades_is_one_line_naming_the_fix(monkeypatch):
     with pytest.raises(DetectorUnavailable) as e:
         FaceDetector()
     assert "\n" not in str(e.value) and "<5" in str(e.value)
+
+
+def test_the_direction_key_cycles_the_bundles_directions_and_brackets_move_along_it():
+    s = Settings(psi=0.7, noise="const")
+    assert "no directions.npz" in apply_key(ord("d"), s)[2]
+    assert "direction first" in apply_key(ord("]"), s)[2]
+    names = ("hair_dark", "yaw")
+    s, _, _ = apply_key(ord("d"), s, directions=names)
+    assert s.direction == "hair_dark"
+    for _ in range(12):
+        s, _, _ = apply_key(ord("]"), s, directions=names)
+    assert s.strength == 5.0  # clamped
+    s, _, message = apply_key(ord("["), s, directions=names)
+    assert s.strength == 4.5 and "hair_dark +4.5" in message
+    assert [apply_key(ord("d"), s, directions=names)[0].direction, apply_key(ord("d"), apply_key(
+        ord("d"), s, directions=names)[0], directions=names)[0].direction] == ["yaw", None]

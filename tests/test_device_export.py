@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from typer.testing import CliRunner
+
 from stylegan_edge.cli.common import missing_module_message, one_line_errors
 from stylegan_edge.cli.export_cmd import SUPPORTED_OPSETS
 from stylegan_edge.cli.main import app
 from stylegan_edge.export.precision_files import OnnxMetadataError, onnx_metadata, problems
-from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = "@@RESULT@@"
@@ -334,9 +335,9 @@ def test_metadata_reader_agrees_with_onnx_on_random_entries(tmp_path, tiny_bundl
 
 
 def test_reader_and_calibration_agree_on_the_metadata_key(workstation_bundle):
-    from stylegan_edge.calibration.pipeline import METADATA_KEY
     from stylegan_edge.export import precision_files
+    from stylegan_edge.runtime.bundle import PRECISION_METADATA_KEY as METADATA_KEY
 
-    assert precision_files.METADATA_KEY == METADATA_KEY
+    assert precision_files.PRECISION_METADATA_KEY == METADATA_KEY
     info = json.loads(onnx_metadata(workstation_bundle / "synthesis.fp16.onnx")[METADATA_KEY])
     assert info["source_sha256"] == hashlib.sha256((workstation_bundle / "synthesis.onnx").read_bytes()).hexdigest()

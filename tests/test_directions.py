@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 import typer
+from typer.testing import CliRunner
+
 from stylegan_edge.runtime.directions import DirectionsError, edit, load_directions, save_directions
 from stylegan_edge.runtime.generator import ArgumentError, style_layers
-from typer.testing import CliRunner
 
 RES = (4, 4, 8, 8, 16, 16, 32, 32)
 
@@ -91,6 +92,7 @@ def _app():
 
 def test_edit_command_writes_a_strip_whose_zero_column_is_the_unedited_face(tiny_bundle, tmp_path) -> None:
     from PIL import Image
+
     from stylegan_edge.runtime.generator import Generator
 
     g = Generator(tiny_bundle, backend="onnxruntime")
@@ -138,3 +140,22 @@ def test_metrics_command_names_the_pixel_fallback_and_refuses_bad_options(tiny_c
         assert res.exit_code == 1 and msg in res.output, res.output
     res = CliRunner().invoke(_app(), ["metrics", str(tiny_bundle), "--ppl"])
     assert res.exit_code == 1 and "checkpoint" in res.output
+
+
+def test_generator_edit_reads_the_bundles_directions_by_name(tiny_bundle, tmp_path) -> None:
+    import shutil
+
+    from stylegan_edge.runtime import Generator
+
+    bundle = tmp_path / "b.sgbundle"
+    shutil.copytree(tiny_bundle, bundle)
+    rng = np.random.default_rng(5)
+    with Generator(bundle, backend="onnxruntime") as g:
+        d = rng.standard_normal(g.meta.w_dim).astype(np.float32)
+        save_directions(bundle, {"hair_dark": d})
+        ws = g.styles(seeds=[1, 2])
+        edited = g.edit(ws, "hair_dark", 2.5, layers="middle")
+        expected = edit(ws, d / np.linalg.norm(d), 2.5, "middle", g.meta.layer_resolutions)
+        np.testing.assert_allclose(edited, expected, atol=1e-6)
+        with pytest.raises(DirectionsError, match="no direction 'smile'"):
+            g.edit(ws, "smile", 1.0)

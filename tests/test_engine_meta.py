@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+
 from stylegan_edge.runtime.backends.base import BackendUnavailable
 from stylegan_edge.runtime.engine_meta import (
     EngineMeta,
@@ -28,7 +29,7 @@ def make_meta(**over) -> EngineMeta:
     base = dict(
         model="synthesis", precision="fp16", engine_file="synthesis.fp16.engine", engine_sha256="e" * 64,
         engine_bytes=1234, tensorrt_version="10.3.0", gpu=ORIN, onnx_file="synthesis.fp16.onnx",
-        onnx_sha256="o" * 64, build_path="strongly_typed", network_flags=("STRONGLY_TYPED",),
+        onnx_sha256="o" * 64, build_mode="strongly_typed", network_flags=("STRONGLY_TYPED",),
         parser_flags=("NATIVE_INSTANCENORM",), batch=(1, 1, 8), profile={"w_00": [[1, 8], [1, 8], [8, 8]]},
         workspace_bytes=1 << 30, timing_cache="timing.cache", build_seconds=12.5, built_at="2025-01-01T00:00:00+00:00",
         tool_version="0.1.0",

@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from stylegan_edge.export.inference_graph import (
     GraphOptions,
     InferenceSynthesis,
@@ -270,3 +271,37 @@ def test_a_non_finite_export_error_fails_the_parity_check(tmp_path, monkeypatch)
     with pytest.raises(ExportError, match="differs from PyTorch by nan"):
         export_bundle(randomized_generator(TINY), tmp_path / "x.sgbundle")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import stylegan_edge.export.onnx_export as ex
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ex.np, "savez", full)
+    with pytest.raises(ExportError, match="cannot write the bundle .*No space left on device"):
+        export_bundle(randomized_generator(TINY), tmp_path / "x.sgbundle")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_export_command_names_a_full_disk_in_one_line(tiny_checkpoint, tmp_path):
+    script = (
+        "import errno, resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+        "from stylegan_edge.cli.export_cmd import main\n"
+        f"sys.argv = ['stylegan-export', {str(tiny_checkpoint)!r}, '--out', {str(tmp_path / 'x.sgbundle')!r}]\n"
+        "main()\n"
+    )
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "File too large" in errors[0], r.stderr
+    assert not (tmp_path / "x.sgbundle").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

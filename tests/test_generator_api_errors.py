@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from stylegan_edge.cli.common import USER_ERRORS
 from stylegan_edge.cli.main import app
 from stylegan_edge.runtime import BundleError, Generator
 from stylegan_edge.runtime.generator import ArgumentError, GeneratorClosed
 from stylegan_edge.runtime.latents import SeedError, seeds_to_z
-from typer.testing import CliRunner
 
-from .test_bundle_validation import seal
+from .bundles import seal
 
 runner = CliRunner()
 
@@ -175,9 +176,10 @@ def test_seeds_outside_32_bits_are_refused():
 
 @pytest.mark.parametrize("args, fragment", [
     (["--psi", "nan"], "psi must be a finite number"),
-    (["--cutoff", "-1"], "cutoff must be in 0.."),
-    (["--batch", "0"], "batch_size must be at least 1"),
-    (["--seeds", "4294967296"], "seeds are 0-4294967295"),
+    # The CLI's own option checks answer first, naming the option as typed.
+    (["--cutoff", "-1"], "--cutoff must be >= 0"),
+    (["--batch", "0"], "--batch must be in [1, 4096]"),
+    (["--seeds", "4294967296"], "seeds must be in [0, 4294967295]"),
     (["--noise", "bogus"], "noise must be one of"),
 ])
 def test_bad_generate_options_are_one_line(sealed, tmp_path, args, fragment):

@@ -71,6 +71,7 @@ def test_thresholds_pass_a_close_engine_and_fail_a_far_one(gpu_check):
 
 def test_psnr_matches_the_calibration_metric_on_random_images(gpu_check):
     import numpy as np
+
     from stylegan_edge.calibration import metrics
 
     rng = np.random.default_rng()

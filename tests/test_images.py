@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+
 from stylegan_edge.runtime.images import ImageArrayError, make_grid, save_grid, save_png, to_uint8
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from stylegan_edge.training.metrics import fid, swd
 
 # --- helpers ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+
 from stylegan_edge.training.config import PRESETS, ConfigError, ModelConfig, get_preset
 from stylegan_edge.training.networks import (
     Discriminator,

@@ -501,8 +501,9 @@ def test_unknown_variable_gives_one_line(tmp_path):
 
 def _cli():
     import typer
-    from stylegan_edge.cli.convert_cmd import convert
     from typer.testing import CliRunner
+
+    from stylegan_edge.cli.convert_cmd import convert
 
     app = typer.Typer()
     app.command()(convert)

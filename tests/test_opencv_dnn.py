@@ -70,6 +70,7 @@ def test_opencv_runs_the_fp16_graph_like_onnxruntime(fp16_bundle):
 def test_opencv_runs_an_untrained_preset_whose_constants_coincide(tmp_path):
     """Random-weight presets (benchmarks) have equal constants that the optimiser would merge."""
     import torch
+
     from stylegan_edge.export.onnx_export import export_bundle
     from stylegan_edge.training.networks import Generator
 

@@ -26,7 +26,6 @@ from stylegan_edge.training.official import (  # noqa: E402
     import_official,
     load_official_pickle,
 )
-
 from tests.test_official_import import DATA, _Network, _state, repickled, write_official  # noqa: E402
 
 # Peak RSS a child may reach. Reading the module and torch costs ~250 MB; every attack below made
@@ -68,8 +67,9 @@ def _assert_one_error_line(rc: int, err: str, match: str) -> None:
 
 def _cli_in_process(pkl: Path, tmp_path: Path) -> tuple[int, str, Path]:
     import typer
-    from stylegan_edge.cli.convert_cmd import convert
     from typer.testing import CliRunner
+
+    from stylegan_edge.cli.convert_cmd import convert
 
     app = typer.Typer()
     app.command()(convert)

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from stylegan_edge.training import procedural as P
 
 # Parts painted inside the head outline; the middle factors may only move these.

@@ -13,6 +13,8 @@ torch = pytest.importorskip("torch", reason="projection needs PyTorch (pip insta
 
 import typer  # noqa: E402
 from PIL import Image  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
 from stylegan_edge.cli.project_cmd import project as project_cmd  # noqa: E402
 from stylegan_edge.runtime.images import save_png, to_uint8  # noqa: E402
 from stylegan_edge.training.checkpoint import save_model  # noqa: E402
@@ -30,7 +32,6 @@ from stylegan_edge.training.projector import (  # noqa: E402
     reconstruction_metrics,
     w_spread,
 )
-from typer.testing import CliRunner  # noqa: E402
 
 from .conftest import TINY, randomized_generator  # noqa: E402
 
@@ -166,6 +167,7 @@ def test_targets_are_centre_cropped_and_resized(tmp_path):
 
 def _random_vgg_file(path, lin: bool = False):
     from safetensors.torch import save_file
+
     from stylegan_edge.training.projector import VGG16Features
 
     torch.manual_seed(int(np.random.SeedSequence().entropy % 2**31))

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from stylegan_edge.runtime import BundleError, Generator, parse_seeds, slerp, style_layers
 from stylegan_edge.runtime.latents import SeedError, lerp
 
@@ -22,7 +23,7 @@ def rt(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def ref(tiny_G):
-    from stylegan_edge.export.torch_backend import torch_generator
+    from stylegan_edge.runtime.backends.torch import torch_generator
 
     return torch_generator(tiny_G)
 

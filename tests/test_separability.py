@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from stylegan_edge.training.metrics.separability import (
     SeparabilityError,
     conditional_entropy,

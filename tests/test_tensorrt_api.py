@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from stylegan_edge.export import tensorrt_build
 from stylegan_edge.export.tensorrt_build import BuildError, TensorRTMissing, build_engine, build_engines
 from stylegan_edge.export.trt_plan import plan_build
@@ -161,7 +162,7 @@ def test_sidecar_describes_the_build(env, bundle, release):
     meta = read_sidecar(plan.engine)
     want = FP16_BUILD[release]
     assert (meta.tensorrt_version, meta.gpu, meta.precision, meta.model) == (release, ORIN, "fp16", "synthesis")
-    assert meta.build_path == ("weak_typed" if release == "8.6.1" else "strongly_typed")
+    assert meta.build_mode == ("weak_typed" if release == "8.6.1" else "strongly_typed")
     assert list(meta.network_flags) == want["network"] and list(meta.builder_flags) == want["set"]
     assert list(meta.parser_flags) == want["parser"]
     assert meta.onnx_file == want["onnx"]
@@ -657,6 +658,7 @@ def _real_stack_missing() -> str | None:
 @pytest.mark.skipif(_real_stack_missing() is not None, reason=str(_real_stack_missing()))
 def test_real_tensorrt_builds_and_runs_the_mapping_engine(tmp_path):
     import tensorrt as trt
+
     from stylegan_edge.runtime.backends.cuda import gpu_identity
 
     bundle = Bundle(write_fake_bundle(tmp_path / "real.sgbundle"))

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+
 from stylegan_edge.training.checkpoint import CheckpointError, load_generator, read_checkpoint
 from stylegan_edge.training.config import ModelConfig
 from stylegan_edge.training.loop import TrainConfig, Trainer, train

@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
+
 from stylegan_edge.cli.main import app
 from stylegan_edge.training.checkpoint import read_checkpoint
 from stylegan_edge.training.config import PRESETS, ConfigError, ModelConfig
 from stylegan_edge.training.data import DatasetError
 from stylegan_edge.training.loop import LOCK, TrainConfig, TrainingError, train
-from typer.testing import CliRunner
 
 runner = CliRunner()
 MICRO = ModelConfig(resolution=16, z_dim=8, w_dim=8, fmap_base=32, fmap_max=8, mapping_layers=2, mapping_width=8)

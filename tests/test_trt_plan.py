@@ -10,10 +10,11 @@ import json
 
 import numpy as np
 import pytest
+
 from stylegan_edge.export import trt_plan
 from stylegan_edge.export.trt_plan import Fp32Pins, PlanError, pin_matches, plan_build
 from stylegan_edge.runtime.bundle import Bundle
-from stylegan_edge.runtime.trt_buffers import TensorSpec, batch_range, check_feed, chunks, plan_noise_pool
+from stylegan_edge.runtime.trt_buffers import TensorSpec, batch_range, check_feed, chunks, noise_pool_layout
 
 from .fake_tensorrt import RELEASES, make_fake_tensorrt, write_fake_bundle
 
@@ -57,7 +58,7 @@ def plain_bundle(tmp_path):
 def test_build_plan_per_release(key, full_bundle):
     version, model, precision = key
     plan = plan_build(make_fake_tensorrt(version), full_bundle, precision, model=model)
-    got = (plan.path, plan.onnx.name, list(plan.network_flags), list(plan.builder_flags), list(plan.cleared_flags),
+    got = (plan.mode, plan.onnx.name, list(plan.network_flags), list(plan.builder_flags), list(plan.cleared_flags),
            list(plan.parser_flags), plan.pins.source)
     assert got == BUILD_PLANS[key]
     assert plan.engine.name == f"{model}.{precision}.engine"
@@ -66,7 +67,7 @@ def test_build_plan_per_release(key, full_bundle):
 @pytest.mark.parametrize("version", ["10.3.0", "10.13.3.9"])
 def test_tensorrt10_without_fp16_onnx_falls_back_to_weak_typing(version, plain_bundle):
     plan = plan_build(make_fake_tensorrt(version), plain_bundle, "fp16")
-    assert (plan.path, plan.onnx.name, plan.network_flags) == ("weak_typed", "synthesis.onnx", ())
+    assert (plan.mode, plan.onnx.name, plan.network_flags) == ("weak_typed", "synthesis.onnx", ())
     assert plan.builder_flags == ("FP16", OBEY)
     assert plan.pins.layer_types == ("NORMALIZATION", "REDUCE")
     assert any("deprecated" in n for n in plan.notes)
@@ -201,14 +202,14 @@ def test_batch_range_is_what_every_input_admits():
 
 def test_noise_pool_respects_budget_floor_and_cap():
     shapes = {"noise_00": (1, 4, 4), "noise_01": (1, 256, 256)}
-    pool = plan_noise_pool(shapes, max_batch=8, budget_bytes=8 << 20)
+    pool = noise_pool_layout(shapes, max_batch=8, budget_bytes=8 << 20)
     assert pool.samples["noise_00"] == 64  # tiny layer: capped
     assert pool.samples["noise_01"] == 16  # 4 MiB share / 256 KiB per sample = 16 = the two-batch floor
     assert pool.nbytes == 64 * 16 * 4 + 16 * 65536 * 4
 
 
 def test_noise_pool_windows_stay_inside_the_pool_and_vary():
-    pool = plan_noise_pool({"n": (1, 8, 8)}, max_batch=4, budget_bytes=1 << 20, max_samples=10)
+    pool = noise_pool_layout({"n": (1, 8, 8)}, max_batch=4, budget_bytes=1 << 20, max_samples=10)
     rng = np.random.default_rng(0)
     offsets = [pool.offsets(rng, 4)["n"] for _ in range(200)]
     assert min(offsets) >= 0 and max(offsets) <= (10 - 4) * 64
@@ -232,5 +233,5 @@ def test_int8_without_the_fp16_based_file_falls_back_and_says_why(version, path,
     bundle = Bundle(write_fake_bundle(tmp_path / "b.sgbundle", fp16_onnx=True, int8_onnx=True,
                                       fp32_nodes=["/b4/layer0/norm/InstanceNormalization"]))
     plan = plan_build(make_fake_tensorrt(version), bundle, "int8")
-    assert (plan.path, plan.onnx.name, list(plan.builder_flags)) == (path, "synthesis.int8.onnx", flags)
+    assert (plan.mode, plan.onnx.name, list(plan.builder_flags)) == (path, "synthesis.int8.onnx", flags)
     assert any("synthesis.int8-fp16.onnx absent" in n for n in plan.notes)

@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from stylegan_edge.export.tensorrt_build import build_engines
 from stylegan_edge.runtime.backends import cuda as cudalib
 from stylegan_edge.runtime.backends import open_backend

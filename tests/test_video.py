@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from stylegan_edge.runtime import Generator
 from stylegan_edge.runtime.video import VideoSpecError, Walk, frame_positions, render_frames, walk_styles
-from typer.testing import CliRunner
 
 cv2 = pytest.importorskip("cv2", reason="videos are written with OpenCV (pip install '.[demo]')")
 
@@ -67,18 +68,13 @@ def test_a_bad_walk_is_a_one_line_error(kwargs, word):
 def test_the_command_writes_a_video_with_every_frame(tiny_bundle, tmp_path):
     from stylegan_edge.cli.main import app
 
+    from .test_demo import read_video
+
     out = tmp_path / "walk.avi"
     result = CliRunner().invoke(app, ["video", str(tiny_bundle), "--seeds", "0,3", "--seconds-per-seed", "0.5",
                                       "--fps", "10", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    cap = cv2.VideoCapture(str(out))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_video(out)
     assert len(frames) == 10 and frames[0].shape == (32, 32, 3)
     assert "10 frames" in result.output
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylegan_edge.runtime.errors import StyleganError
+
 from .procedural import FaceParams, face_params, render_params
 
 __all__ = ["ATTRIBUTES", "Attribute", "AttributeClassifier", "AttributeClassifierError", "attribute_labels",
@@ -66,7 +68,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 )
 
 
-class AttributeClassifierError(ValueError):
+class AttributeClassifierError(StyleganError, ValueError):
     """Bad input to the attribute classifiers; messages are one line."""
 
 

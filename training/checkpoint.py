@@ -2,9 +2,11 @@
 
 Layout of the tensor names: `G_ema.<param>` (the generator used for export; always present),
 and in training checkpoints `G.<param>`, `D.<param>`, `opt_G.<idx>.<key>`, `opt_D.<idx>.<key>`,
-`rng.torch`. The metadata (string -> string, safetensors' own header) holds `format`,
-`format_version`, `kind` ("model" or "training"), the model configuration as JSON and, for
-training, the training configuration, counters and RNG states.
+`rng.torch`; progressive models add their level of detail as the buffers `G.synthesis.lod`,
+`G_ema.synthesis.lod` and `D.lod` (model files also say it in the `lod` metadata). The metadata
+(string -> string, safetensors' own header) holds `format`, `format_version`, `kind` ("model" or
+"training"), the model configuration as JSON and, for training, the training configuration,
+counters and RNG states.
 
 Writes are atomic: the file is written beside its destination, flushed to disk and renamed over
 it, so a crash mid-write leaves the previous checkpoint intact.
@@ -26,6 +28,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from stylegan_edge.runtime.errors import StyleganError
 from stylegan_edge.runtime.files import atomic_write_bytes
 
 from .config import ConfigError, ModelConfig
@@ -38,7 +42,7 @@ FORMAT_VERSION = 1
 HASH_KEY = "tensors_sha256"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(StyleganError, ValueError):
     """A checkpoint that cannot be used; the message is one line naming the file."""
 
 

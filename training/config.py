@@ -12,8 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from stylegan_edge.runtime.errors import StyleganError
 
-class ConfigError(ValueError):
+
+class ConfigError(StyleganError, ValueError):
     """A configuration that cannot describe a network we implement."""
 
 
@@ -40,6 +42,19 @@ class ModelConfig:
     use_mapping: bool = True  # False: w = pixel-normalised z (z_dim must equal w_dim)
     const_input: bool = True  # False: the "traditional" input, a dense layer from w
     use_noise: bool = True
+    # Table 1's remaining switches (configurations A and B), official G_synthesis/D_basic names.
+    # use_styles=False: no AdaIN, the network never reads w past the traditional input (official
+    # `use_styles=False`); the baseline then normalises by pixel norm instead of instance norm
+    # (official train.py's tuned baseline: use_pixel_norm=True, use_instance_norm=False).
+    use_styles: bool = True
+    use_pixel_norm: bool = False
+    use_instance_norm: bool = True
+    # False: no [1, 2, 1] low-pass filter after upsampling in G nor before downsampling in D
+    # (official `blur_filter=None`, Progressive GAN's nearest/box resampling).
+    use_blur: bool = True
+    # A ToRGB per resolution in G and a FromRGB per resolution in D, and a level of detail (lod)
+    # that fades them in (official structure 'linear'/'recursive'); False: the fixed network.
+    progressive: bool = False
     # Official 'auto' fused_scale: a transposed convolution from this resolution up,
     # nearest upsampling + 3x3 convolution below it.
     fused_up_min_res: int = 128
@@ -104,7 +119,14 @@ class ModelConfig:
         return self.channels(layer // 2 + 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Fields added after models were shipped are written only when they differ from their
+        # default: a configuration that has none of them serialises exactly as it always did
+        # (bundle metadata, checkpoints and training_config.json of existing runs are unchanged).
+        d = dataclasses.asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -145,7 +167,12 @@ _FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "truncation_psi": (-16.0, 16.0),
     "w_avg_beta": (0.0, 1.0),
 }
-_BOOL_FIELDS = ("use_mapping", "const_input", "use_noise")
+_BOOL_FIELDS = ("use_mapping", "const_input", "use_noise", "use_styles", "use_pixel_norm", "use_instance_norm",
+                "use_blur", "progressive")
+# Fields added later, with the defaults that reproduce the network as it was before them.
+_LATER_FIELDS: dict[str, Any] = {
+    "use_styles": True, "use_pixel_norm": False, "use_instance_norm": True, "use_blur": True, "progressive": False,
+}
 
 
 def _check_fields(cfg: ModelConfig) -> None:
@@ -183,7 +210,7 @@ def parameter_count(cfg: ModelConfig) -> int:
         return n_in * n_out + (n_out if bias else 0)
 
     def style_layer(ch: int, res: int, conv_in: int | None) -> int:
-        n = (9 * conv_in * ch if conv_in is not None else 0) + dense(w, 2 * ch) + ch
+        n = (9 * conv_in * ch if conv_in is not None else 0) + (dense(w, 2 * ch) if cfg.use_styles else 0) + ch
         return n + (ch + res * res if cfg.use_noise else 0)
 
     g = 0
@@ -199,6 +226,9 @@ def parameter_count(cfg: ModelConfig) -> int:
     g += c(log2 - 1) * cfg.img_channels + cfg.img_channels  # toRGB and its bias
 
     d = cfg.img_channels * c(log2 - 1) + c(log2 - 1)  # fromRGB and its bias
+    if cfg.progressive:  # a ToRGB and a FromRGB for every lower resolution, 4x4 up
+        g += sum(c(stage - 1) * cfg.img_channels + cfg.img_channels for stage in range(2, log2))
+        d += sum(cfg.img_channels * c(stage - 1) + c(stage - 1) for stage in range(2, log2))
     for stage in range(log2, 2, -1):
         c_in, c_out = c(stage - 1), c(stage - 2)
         d += 9 * c_in * c_in + c_in + 9 * c_in * c_out + c_out

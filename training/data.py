@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from stylegan_edge.runtime.errors import StyleganError
+
 from . import procedural
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -39,7 +41,7 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, zipfil
 Progress = Callable[[int, int], None]
 
 
-class DatasetError(ValueError):
+class DatasetError(StyleganError, ValueError):
     """A dataset that cannot be used; the message is one line naming the source or file."""
 
 

@@ -6,6 +6,12 @@ image counter and every random-number generator) is in `checkpoint.safetensors`;
 beside it holds the latest G_ema for export. Ctrl-C finishes the step in flight, saves, and returns
 (the CLI then exits 130).
 
+Progressive growing (`TrainConfig.schedule`, a model with `progressive=True`): before each step the
+official schedule (training/progressive.py) sets lod, minibatch and learning rates from the image
+counter, resetting Adam when new layers enter; the reals are faded and upscaled to that lod. The
+networks' lod buffers and the counters `lod` and `sched_nimg` are all a resumed run needs to
+continue mid-fade exactly.
+
 Faults end a run in one line: every file is written through the atomic path, so a full disk, a
 read-only folder or an I/O error raises `TrainingError` naming the file while the previous
 checkpoint stays whole; a bad image met mid-run saves a checkpoint, then raises `DatasetError`
@@ -33,6 +39,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from stylegan_edge.runtime.errors import StyleganError
 from stylegan_edge.runtime.files import atomic_path, atomic_write_bytes
 
 from . import distributed as dist_utils
@@ -50,6 +58,14 @@ from .config import ConfigError, ModelConfig
 from .data import DatasetError, open_dataset
 from .loss import d_loss, g_loss, generator_styles, r1_penalty
 from .networks import Discriminator, Generator
+from .progressive import (
+    ScheduleConfig,
+    ScheduleState,
+    new_layers_enter,
+    process_reals,
+    schedule_at,
+    schedule_minibatches,
+)
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
@@ -57,7 +73,7 @@ METRICS = "metrics.jsonl"
 LOCK = "train.lock"
 
 
-class TrainingError(RuntimeError):
+class TrainingError(StyleganError, RuntimeError):
     """A run that cannot go on (a disk fault, another run writing to the same folder); the
     message is one line naming the path."""
 
@@ -86,12 +102,18 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     workers: int = 2
     device: str = "auto"
+    # Progressive growing (the model needs progressive=True): the lod schedule; `batch`, `g_lr`
+    # and `d_lr` are its base values. None: fixed resolution.
+    schedule: ScheduleConfig | None = None
 
     def __post_init__(self) -> None:
         _check_train_config(self)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        d = dataclasses.asdict(self)
+        if d["schedule"] is None:
+            del d["schedule"]  # fixed-resolution runs record exactly what they always did
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
@@ -104,6 +126,8 @@ class TrainConfig:
         if not isinstance(d.get("betas"), list) or len(d["betas"]) != 2:
             raise ConfigError(f"betas must be a list of two numbers, got {d.get('betas')!r}")
         d["betas"] = tuple(d["betas"])
+        if d.get("schedule") is not None:
+            d["schedule"] = ScheduleConfig.from_dict(d["schedule"])
         return cls(**d)
 
 
@@ -157,6 +181,8 @@ def _check_train_config(cfg: TrainConfig) -> None:
         raise bad("fid_model", "a path or None")
     if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", cfg.device):
         raise bad("device", "auto, cpu, cuda or cuda:N")
+    if cfg.schedule is not None and not isinstance(cfg.schedule, ScheduleConfig):
+        raise bad("schedule", "a ScheduleConfig or None")
 
 
 @dataclass
@@ -194,6 +220,8 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model_cfg = model_cfg
+        if cfg.schedule is not None and not model_cfg.progressive:
+            raise ConfigError("a progressive schedule needs a model built with progressive=True (--progressive)")
         self.G = Generator(model_cfg).to(self.device)
         self.D = Discriminator(model_cfg).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -215,6 +243,46 @@ class Trainer:
         self.data_pos = 0
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
+        # Progressive growing: the lod trained at (None before the first step, so the first
+        # evaluation resets Adam as the official loop's prev_lod = -1 does) and the image count
+        # at which the schedule was last evaluated (it holds for `minibatch_repeats` steps).
+        self.lod: float | None = None
+        self.sched_nimg = 0
+        if model_cfg.progressive:
+            # The networks start at the schedule's first lod (or fully grown without a schedule).
+            lod = self.schedule_state(0).lod if cfg.schedule is not None else 0.0
+            for net in (self.G, self.G_ema):
+                net.set_lod(lod)
+            self.D.set_lod(lod)
+
+    # --- progressive growing -----------------------------------------------------------------
+    def schedule_state(self, nimg: int) -> ScheduleState:
+        assert self.cfg.schedule is not None
+        return schedule_at(nimg, self.model_cfg.resolution, self.cfg.schedule, self.cfg.batch, self.cfg.g_lr,
+                           self.cfg.d_lr)
+
+    def begin_step(self) -> int:
+        """Progressive runs: evaluate the schedule (every `minibatch_repeats` steps), set lod,
+        learning rates and, when new layers enter, fresh Adam moments; returns this process's
+        minibatch."""
+        sched = self.cfg.schedule
+        assert sched is not None
+        if self.step % sched.minibatch_repeats == 0:
+            self.sched_nimg = self.cur_nimg
+        s = self.schedule_state(self.sched_nimg)
+        if sched.reset_opt_for_new_lod and new_layers_enter(self.lod, s.lod):
+            self.opt_G.state.clear()
+            self.opt_D.state.clear()
+        self.lod = s.lod
+        for net in (self.G, self.G_ema):
+            net.set_lod(s.lod)
+        self.D.set_lod(s.lod)
+        c = self.cfg.r1_interval / (self.cfg.r1_interval + 1) if self.cfg.r1_interval > 1 else 1.0
+        for group in self.opt_G.param_groups:
+            group["lr"] = s.g_lr
+        for group in self.opt_D.param_groups:
+            group["lr"] = s.d_lr * c
+        return max(s.minibatch // self.dist.world_size, 1)
 
     # --- checkpoints -----------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -237,6 +305,8 @@ class Trainer:
             "counters": json.dumps({
                 "cur_nimg": self.cur_nimg, "step": self.step, "data_epoch": self.data_epoch,
                 "data_pos": self.data_pos, "elapsed": self.elapsed,
+                # What a progressive run needs to continue mid-fade exactly (absent otherwise).
+                **({"lod": self.lod, "sched_nimg": self.sched_nimg} if self.cfg.schedule is not None else {}),
             }),
             "opt_groups": json.dumps({
                 "opt_G": self.opt_G.state_dict()["param_groups"], "opt_D": self.opt_D.state_dict()["param_groups"],
@@ -245,8 +315,11 @@ class Trainer:
         path = out / CHECKPOINT
         with _writing(path, path):
             save_checkpoint(path, self.state_tensors(), meta)
+        extra = {"kimg": f"{self.cur_nimg / 1000:.1f}"}
+        if self.model_cfg.progressive:
+            extra["lod"] = f"{self.G_ema.lod:g}"
         with _writing(out / MODEL, path):
-            save_model(out / MODEL, self.G_ema, extra_meta={"kimg": f"{self.cur_nimg / 1000:.1f}"})
+            save_model(out / MODEL, self.G_ema, extra_meta=extra)
         return path
 
     @classmethod
@@ -280,6 +353,11 @@ class Trainer:
         trainer.cur_nimg, trainer.step = counters["cur_nimg"], counters["step"]
         trainer.data_epoch, trainer.data_pos = counters["data_epoch"], counters["data_pos"]
         trainer.elapsed = counters["elapsed"]
+        if cfg.schedule is not None:
+            trainer.lod, trainer.sched_nimg = counters.get("lod"), counters.get("sched_nimg", trainer.cur_nimg)
+        if trainer.model_cfg.progressive:
+            # The buffers just loaded hold the lod; G_ema's was copied from G at every step.
+            trainer.G_ema.set_lod(trainer.G.lod)
         return trainer
 
     # --- one iteration -----------------------------------------------------------------------
@@ -295,9 +373,14 @@ class Trainer:
     def train_step(self, reals_u8: torch.Tensor) -> dict[str, float]:
         """One D step (with R1 every `r1_interval` steps) and one G step on a batch of reals."""
         cfg, G, D = self.cfg, self.G, self.D
-        reals = reals_u8.to(self.device).float() / 127.5 - 1.0
+        if self.model_cfg.progressive:
+            reals = process_reals(reals_u8.to(self.device), G.lod)
+        else:
+            reals = reals_u8.to(self.device).float() / 127.5 - 1.0
         n = reals.shape[0]
         stats: dict[str, float] = {}
+        if self.model_cfg.progressive:
+            stats["lod"] = G.lod
 
         # Discriminator.
         z, z2 = self._latents(n)
@@ -373,6 +456,12 @@ def _training_meta(meta: dict[str, str], path: Path) -> tuple[TrainConfig, dict[
             raise CheckpointError(f"{path}: invalid counters metadata: {key} must be a non-negative integer")
     if not _is_number(counters.get("elapsed")) or counters["elapsed"] < 0:
         raise CheckpointError(f"{path}: invalid counters metadata: elapsed must be a non-negative number")
+    lod = counters.get("lod")
+    if lod is not None and (not _is_number(lod) or not 0 <= lod <= 12):
+        raise CheckpointError(f"{path}: invalid counters metadata: lod must be a number in [0, 12] or null")
+    sched_nimg = counters.get("sched_nimg")
+    if sched_nimg is not None and (not _is_int(sched_nimg) or not 0 <= sched_nimg <= counters["cur_nimg"]):
+        raise CheckpointError(f"{path}: invalid counters metadata: sched_nimg must be an integer in [0, cur_nimg]")
     if not isinstance(groups, dict) or not all(isinstance(groups.get(k), list) for k in ("opt_G", "opt_D")):
         raise CheckpointError(f"{path}: invalid opt_groups metadata: needs lists opt_G and opt_D")
     return stored, counters, groups
@@ -561,6 +650,13 @@ def check_batch(cfg: TrainConfig, model_cfg: ModelConfig, dataset_length: int, w
     """The per-process batch, or one error line: a dataset smaller than one batch is refused
     (capping the batch silently would change the run's hyperparameters), as is a batch the
     minibatch-stddev group does not divide."""
+    if cfg.schedule is not None:
+        # Every minibatch the schedule will use is checked now, not when its resolution comes.
+        sizes = schedule_minibatches(model_cfg.resolution, cfg.schedule, cfg.batch)
+        for size in sizes:
+            check_batch(dataclasses.replace(cfg, batch=size, schedule=None), model_cfg, dataset_length, world_size)
+        # The loader's unit: every minibatch is a whole number of these.
+        return math.gcd(*(max(size // world_size, 1) for size in sizes))
     per_rank = max(cfg.batch // world_size, 1)
     need = per_rank * world_size
     if dataset_length < need:
@@ -714,7 +810,12 @@ def _run(
         t_last = time.perf_counter()
         while trainer.cur_nimg < total and not stop["requested"]:
             try:
-                reals = next(batches)
+                if cfg.schedule is not None:
+                    # Minibatches vary by resolution: gathered from loader units of `per_rank`.
+                    need = trainer.begin_step()
+                    reals = torch.cat([next(batches) for _ in range(need // per_rank)])
+                else:
+                    reals = next(batches)
             except DatasetError as e:
                 # A bad image mid-run: keep what was learned since the last save, then stop.
                 if dist.is_main and saved["nimg"] != trainer.cur_nimg:

@@ -128,11 +128,20 @@ class Blur(nn.Module):
 
 class StyleEpilogue(nn.Module):
     """What follows every synthesis convolution: per-channel-scaled noise, bias, leaky ReLU,
-    instance norm, and the style (AdaIN's scale and bias from a learned affine map of w)."""
+    instance norm, and the style (AdaIN's scale and bias from a learned affine map of w).
 
-    def __init__(self, channels: int, w_dim: int, resolution: int, use_noise: bool) -> None:
+    Table 1's baselines switch the style off (no affine map at all, official `use_styles=False`)
+    and normalise by pixel norm instead of instance norm (official layer_epilogue order: pixel
+    norm, then instance norm, then style)."""
+
+    def __init__(
+        self, channels: int, w_dim: int, resolution: int, use_noise: bool, use_styles: bool = True,
+        use_pixel_norm: bool = False, use_instance_norm: bool = True,
+    ) -> None:
         super().__init__()
         self.use_noise = use_noise
+        self.use_pixel_norm = use_pixel_norm
+        self.use_instance_norm = use_instance_norm
         self.resolution = resolution
         if use_noise:
             # Learned per-channel noise strength starts at zero, as in the official code.
@@ -142,15 +151,20 @@ class StyleEpilogue(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         # The style map is a dense layer with gain 1; its output is (scale, bias) and the scale
         # enters as (scale + 1), so at initialisation the style is close to the identity.
-        self.style = EqualLinear(w_dim, 2 * channels, gain=1.0)
+        self.style = EqualLinear(w_dim, 2 * channels, gain=1.0) if use_styles else None
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         if self.use_noise and noise is not None:
             x = x + noise * self.noise_strength.view(1, -1, 1, 1)
         x = x + self.bias.view(1, -1, 1, 1)
         x = F.leaky_relu(x, LRELU_SLOPE)
-        # Statistics in FP32: a sum of squares overflows FP16 once |x| passes ~256.
-        x = F.instance_norm(x.float(), eps=INSTANCE_NORM_EPS).to(x.dtype)
+        if self.use_pixel_norm:
+            x = pixel_norm(x)
+        if self.use_instance_norm:
+            # Statistics in FP32: a sum of squares overflows FP16 once |x| passes ~256.
+            x = F.instance_norm(x.float(), eps=INSTANCE_NORM_EPS).to(x.dtype)
+        if self.style is None:
+            return x
         style = self.style(w).to(x.dtype)
         scale, bias = style.unflatten(1, (2, -1)).unbind(1)
         return x * (scale[:, :, None, None] + 1) + bias[:, :, None, None]
@@ -162,12 +176,16 @@ class SynthesisLayer(nn.Module):
 
     def __init__(
         self, conv: nn.Module | None, channels: int, w_dim: int, resolution: int, use_noise: bool,
-        blur: bool,
+        blur: bool, cfg: ModelConfig | None = None,
     ) -> None:
         super().__init__()
         self.conv = conv
         self.blur = Blur(channels) if blur else None
-        self.epilogue = StyleEpilogue(channels, w_dim, resolution, use_noise)
+        switches = {}
+        if cfg is not None:
+            switches = dict(use_styles=cfg.use_styles, use_pixel_norm=cfg.use_pixel_norm,
+                            use_instance_norm=cfg.use_instance_norm)
+        self.epilogue = StyleEpilogue(channels, w_dim, resolution, use_noise, **switches)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         if self.conv is not None:
@@ -198,7 +216,88 @@ class MappingNetwork(nn.Module):
         return x
 
 
-class SynthesisNetwork(nn.Module):
+def upscale2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Nearest-neighbour upsampling by an integer factor (official `upscale2d`, a tile)."""
+    if factor == 1:
+        return x
+    return x.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+
+
+def downscale2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Box-filter downsampling by an integer factor (official `downscale2d`: the mean of each
+    factor x factor block)."""
+    if factor == 1:
+        return x
+    return F.avg_pool2d(x, factor)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Official `tflib.lerp`: a + (b - a) * t, written the same way so the rounding is the same."""
+    return a + (b - a) * t
+
+
+def lerp_clip(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Official `tflib.lerp_clip`: lerp with t clipped to [0, 1]."""
+    return a + (b - a) * min(max(t, 0.0), 1.0)
+
+
+STRUCTURES = ("recursive", "linear")
+
+
+class _LodMixin:
+    """A level of detail for progressive growing (official `lod` variable of G and D): 0 is the
+    full resolution, k runs the network at resolution / 2**k, fractional values fade the next
+    resolution in. Kept as a buffer (so checkpoints record it) and mirrored as a Python float,
+    which drives the control flow without reading a tensor (graph export cannot)."""
+
+    lod_value: float = 0.0
+
+    def _init_lod(self, cfg: ModelConfig) -> None:
+        self.max_lod = cfg.log2_res - 2
+        assert isinstance(self, nn.Module)
+        self.register_buffer("lod", torch.zeros([]))
+        self.lod_value = 0.0
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._sync_lod())
+        # One of the two official structures: the same values, 'linear' runs every layer.
+        self.structure = "recursive"
+
+    def _sync_lod(self) -> None:
+        self.lod_value = float(self.lod)
+
+    def set_lod(self, lod: float) -> None:
+        if not 0.0 <= lod <= self.max_lod:
+            raise ValueError(f"lod must be in [0, {self.max_lod}], got {lod}")
+        with torch.no_grad():
+            self.lod.fill_(lod)
+        # The float32 value, so that the network computes what a reloaded checkpoint computes.
+        self._sync_lod()
+
+
+class ToRGB(nn.Module):
+    """1x1 convolution to image channels with its bias: one per lower resolution when growing."""
+
+    def __init__(self, channels: int, img_channels: int) -> None:
+        super().__init__()
+        self.conv = EqualConv2d(channels, img_channels, 1, gain=1.0)
+        self.bias = nn.Parameter(torch.zeros(img_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.bias.view(1, -1, 1, 1)
+
+
+class FromRGB(nn.Module):
+    """1x1 convolution from image channels, bias, leaky ReLU: one per lower resolution."""
+
+    def __init__(self, img_channels: int, channels: int) -> None:
+        super().__init__()
+        self.conv = EqualConv2d(img_channels, channels, 1)
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.conv(x) + self.bias.view(1, -1, 1, 1), LRELU_SLOPE)
+
+
+class SynthesisNetwork(_LodMixin, nn.Module):
     """W+ styles [B, L, w_dim] (and one noise image per layer) -> image [B, C, R, R] in ~[-1, 1]."""
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -212,19 +311,27 @@ class SynthesisNetwork(nn.Module):
             # No bias of its own: as officially, the bias comes after the noise, in the epilogue.
             self.input_dense = EqualLinear(cfg.w_dim, c4 * 16, gain=GAIN / 4, bias=False)
         layers = [
-            SynthesisLayer(None, c4, cfg.w_dim, 4, cfg.use_noise, blur=False),
-            SynthesisLayer(EqualConv2d(c4, c4, 3), c4, cfg.w_dim, 4, cfg.use_noise, blur=False),
+            SynthesisLayer(None, c4, cfg.w_dim, 4, cfg.use_noise, blur=False, cfg=cfg),
+            SynthesisLayer(EqualConv2d(c4, c4, 3), c4, cfg.w_dim, 4, cfg.use_noise, blur=False, cfg=cfg),
         ]
         for log2 in range(3, cfg.log2_res + 1):
             res, c_in, c_out = 2**log2, cfg.channels(log2 - 2), cfg.channels(log2 - 1)
             up = UpConv2d(c_in, c_out, fused=res >= cfg.fused_up_min_res)
-            layers.append(SynthesisLayer(up, c_out, cfg.w_dim, res, cfg.use_noise, blur=True))
+            layers.append(SynthesisLayer(up, c_out, cfg.w_dim, res, cfg.use_noise, blur=cfg.use_blur, cfg=cfg))
             layers.append(
-                SynthesisLayer(EqualConv2d(c_out, c_out, 3), c_out, cfg.w_dim, res, cfg.use_noise, blur=False)
+                SynthesisLayer(EqualConv2d(c_out, c_out, 3), c_out, cfg.w_dim, res, cfg.use_noise, blur=False,
+                               cfg=cfg)
             )
         self.layers = nn.ModuleList(layers)
         self.to_rgb = EqualConv2d(cfg.channels(cfg.log2_res - 1), cfg.img_channels, 1, gain=1.0)
         self.rgb_bias = nn.Parameter(torch.zeros(cfg.img_channels))
+        if cfg.progressive:
+            # ToRGB of every lower resolution, index 0 = 4x4 (official ToRGB_lod<k>, k = log2_res - 2 - index);
+            # the full resolution keeps `to_rgb`/`rgb_bias`, so a grown model exports as a fixed one.
+            self.to_rgb_low = nn.ModuleList(
+                ToRGB(cfg.channels(log2 - 1), cfg.img_channels) for log2 in range(2, cfg.log2_res)
+            )
+            self._init_lod(cfg)
 
     @property
     def num_layers(self) -> int:
@@ -258,14 +365,61 @@ class SynthesisNetwork(nn.Module):
 
     def run_layers(self, w: list[torch.Tensor], noise: list[torch.Tensor | None]) -> torch.Tensor:
         """The network on one w [B, w_dim] and one noise image per layer (the exported form)."""
-        batch = w[0].shape[0]
-        if self.cfg.const_input:
-            x = self.const.expand(batch, -1, -1, -1)
-        else:
-            x = self.input_dense(w[0]).view(batch, -1, 4, 4)
+        if self.cfg.progressive and self.lod_value > 0:
+            return self._run_growing(w, noise)
+        x = self._input(w[0])
         for layer, w_i, noise_i in zip(self.layers, w, noise):
             x = layer(x, w_i, noise_i)
         return self.to_rgb(x) + self.rgb_bias.view(1, -1, 1, 1)
+
+    def _input(self, w0: torch.Tensor) -> torch.Tensor:
+        batch = w0.shape[0]
+        if self.cfg.const_input:
+            return self.const.expand(batch, -1, -1, -1)
+        return self.input_dense(w0).view(batch, -1, 4, 4)
+
+    def rgb_at(self, log2: int, x: torch.Tensor) -> torch.Tensor:
+        """The ToRGB of resolution 2**log2 applied to that resolution's features."""
+        if log2 == self.cfg.log2_res:
+            return self.to_rgb(x) + self.rgb_bias.view(1, -1, 1, 1)
+        return self.to_rgb_low[log2 - 2](x)
+
+    def active_layers(self) -> int:
+        """Style layers the current lod runs (official G_style `cur_layers`: all minus 2 per whole lod)."""
+        if not self.cfg.progressive:
+            return self.num_layers
+        return self.num_layers - 2 * math.floor(self.lod_value)
+
+    def _run_growing(self, w: list[torch.Tensor], noise: list[torch.Tensor | None]) -> torch.Tensor:
+        """At lod > 0: the image of resolution R / 2**floor(lod), with the next resolution's
+        ToRGB output blended in by the fraction of lod, upscaled (nearest) to R x R, as the
+        official G_synthesis computes it (NVlabs/stylegan training/networks_stylegan.py)."""
+        lod, log2_res = self.lod_value, self.cfg.log2_res
+        if self.structure == "linear":
+            # Every layer runs; each resolution's image replaces the upscaled lower one by
+            # lerp_clip(img, lower, lod - its own lod).
+            x = self._input(w[0])
+            x = self.layers[1](self.layers[0](x, w[0], noise[0]), w[1], noise[1])
+            images = self.rgb_at(2, x)
+            for log2 in range(3, log2_res + 1):
+                i = 2 * log2 - 4
+                x = self.layers[i + 1](self.layers[i](x, w[i], noise[i]), w[i + 1], noise[i + 1])
+                images = lerp_clip(self.rgb_at(log2, x), upscale2d(images), lod - (log2_res - log2))
+            return images
+        # Recursive: only the layers up to the current top resolution, the same values.
+        k = math.floor(lod)
+        frac = lod - k
+        top = log2_res - k
+        x = self._input(w[0])
+        lower = x
+        for i in range(2 * top - 2):
+            if i == 2 * top - 4:
+                lower = x  # the features entering the top resolution's block
+            x = self.layers[i](x, w[i], noise[i])
+        img = self.rgb_at(top, x)
+        if frac > 0:
+            img = lerp(img, upscale2d(self.rgb_at(top - 1, lower)), frac)
+        return upscale2d(img, 2**k)
 
 
 class Generator(nn.Module):
@@ -307,15 +461,18 @@ class Generator(nn.Module):
         self, ws: torch.Tensor, ws2: torch.Tensor, prob: float, generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Style-mixing regularisation: with probability `prob` per sample, the styles switch
-        from the first latent's to the second's at a random layer in [1, L)."""
+        from the first latent's to the second's at a random layer in [1, L) (L: the layers the
+        current lod runs, as the official G_style's `cur_layers`)."""
         if prob <= 0:
             return ws
-        b, n = ws.shape[0], self.num_layers
+        b, n = ws.shape[0], self.synthesis.active_layers()
+        if n < 2:
+            return ws
         dev = ws.device
         cut = torch.randint(1, n, (b,), device=dev, generator=generator)
         keep = torch.rand(b, device=dev, generator=generator) >= prob
         cut = torch.where(keep, torch.full_like(cut, n), cut)
-        use_first = torch.arange(n, device=dev)[None, :] < cut[:, None]
+        use_first = torch.arange(self.num_layers, device=dev)[None, :] < cut[:, None]
         return torch.where(use_first[:, :, None], ws, ws2)
 
     def forward(
@@ -323,6 +480,16 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         ws = self.truncate(self.broadcast(self.map(z)), psi, cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
+
+    @property
+    def lod(self) -> float:
+        """The level of detail (0 for a fixed network or a fully grown one)."""
+        return self.synthesis.lod_value if self.cfg.progressive else 0.0
+
+    def set_lod(self, lod: float) -> None:
+        if not self.cfg.progressive:
+            raise ValueError("set_lod needs a network built with progressive=True")
+        self.synthesis.set_lod(lod)
 
 
 def minibatch_stddev(x: torch.Tensor, group_size: int, num_features: int) -> torch.Tensor:
@@ -359,11 +526,11 @@ class DownConv2d(EqualConv2d):
 
 
 class DiscriminatorBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, fused: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, fused: bool, blur: bool = True) -> None:
         super().__init__()
         self.conv0 = EqualConv2d(c_in, c_in, 3)
         self.bias0 = nn.Parameter(torch.zeros(c_in))
-        self.blur = Blur(c_in)
+        self.blur = Blur(c_in) if blur else nn.Identity()
         self.conv1 = DownConv2d(c_in, c_out, fused)
         self.bias1 = nn.Parameter(torch.zeros(c_out))
 
@@ -373,7 +540,7 @@ class DiscriminatorBlock(nn.Module):
         return F.leaky_relu(x + self.bias1.view(1, -1, 1, 1), LRELU_SLOPE)
 
 
-class Discriminator(nn.Module):
+class Discriminator(_LodMixin, nn.Module):
     """The official D_basic: fromRGB, blocks down to 4x4, minibatch stddev, conv and two dense."""
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -382,7 +549,8 @@ class Discriminator(nn.Module):
         self.from_rgb = EqualConv2d(cfg.img_channels, cfg.channels(cfg.log2_res - 1), 1)
         self.from_rgb_bias = nn.Parameter(torch.zeros(cfg.channels(cfg.log2_res - 1)))
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(cfg.channels(log2 - 1), cfg.channels(log2 - 2), fused=2**log2 >= cfg.fused_up_min_res)
+            DiscriminatorBlock(cfg.channels(log2 - 1), cfg.channels(log2 - 2), fused=2**log2 >= cfg.fused_up_min_res,
+                               blur=cfg.use_blur)
             for log2 in range(cfg.log2_res, 2, -1)
         )
         c4 = cfg.channels(1)
@@ -391,12 +559,51 @@ class Discriminator(nn.Module):
         self.conv_bias = nn.Parameter(torch.zeros(c4))
         self.dense0 = EqualLinear(c4 * 16, cfg.channels(0))
         self.dense1 = EqualLinear(cfg.channels(0), 1, gain=1.0)
+        if cfg.progressive:
+            # FromRGB of every lower resolution, index 0 = 4x4 (official FromRGB_lod<k>).
+            self.from_rgb_low = nn.ModuleList(
+                FromRGB(cfg.img_channels, cfg.channels(log2 - 1)) for log2 in range(2, cfg.log2_res)
+            )
+            self._init_lod(cfg)
+
+    def rgb_in(self, log2: int, img: torch.Tensor) -> torch.Tensor:
+        """The FromRGB of resolution 2**log2 applied to an image of that resolution."""
+        if log2 == self.cfg.log2_res:
+            return F.leaky_relu(self.from_rgb(img) + self.from_rgb_bias.view(1, -1, 1, 1), LRELU_SLOPE)
+        return self.from_rgb_low[log2 - 2](img)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.cfg.progressive and self.lod_value > 0:
+            return self._final(self._features_growing(img))
         x = self.from_rgb(img) + self.from_rgb_bias.view(1, -1, 1, 1)
         x = F.leaky_relu(x, LRELU_SLOPE)
         for block in self.blocks:
             x = block(x)
+        return self._final(x)
+
+    def _features_growing(self, img: torch.Tensor) -> torch.Tensor:
+        """The 4x4 features at lod > 0, as the official D_basic computes them: the image box-
+        downscaled to the current top resolution, and below it, by the fraction of lod, the
+        lower resolution's FromRGB blended in after the top block."""
+        lod, log2_res = self.lod_value, self.cfg.log2_res
+        if self.structure == "linear":
+            x = self.rgb_in(log2_res, img)
+            for i, log2 in enumerate(range(log2_res, 2, -1)):
+                x = self.blocks[i](x)
+                img = downscale2d(img)
+                x = lerp_clip(x, self.rgb_in(log2 - 1, img), lod - (log2_res - log2))
+            return x
+        k = math.floor(lod)
+        frac = lod - k
+        top = log2_res - k
+        x = self.rgb_in(top, downscale2d(img, 2**k))
+        for log2 in range(top, 2, -1):
+            x = self.blocks[log2_res - log2](x)
+            if log2 == top and frac > 0:
+                x = lerp(x, self.rgb_in(top - 1, downscale2d(img, 2 ** (k + 1))), frac)
+        return x
+
+    def _final(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.mbstd_group_size > 1:
             x = minibatch_stddev(x, self.cfg.mbstd_group_size, self.cfg.mbstd_features)
         x = F.leaky_relu(self.conv(x) + self.conv_bias.view(1, -1, 1, 1), LRELU_SLOPE)

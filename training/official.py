@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from stylegan_edge.runtime.files import sha256_file
 
 from .checkpoint import save_model

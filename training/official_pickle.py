@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from stylegan_edge.runtime.errors import StyleganError
 
-class OfficialPickleError(ValueError):
+
+class OfficialPickleError(StyleganError, ValueError):
     """An official-pickle file that is refused or cannot be read; the message is one line."""
 
 

@@ -10,8 +10,8 @@ parameters give the same face at every resolution. On one core of the developmen
 time costs 1.5-2x more); `cache_faces` renders a dataset once into a memory-mapped .npy.
 
 The factors of variation are placed at the scales StyleGAN's style-mixing figure groups them
-(`FACTOR_GROUPS`, matching `config.STYLE_RANGES`), so that a generator trained on these faces
-should learn them in the matching style layers:
+(`FACTOR_GROUPS`, matching `STYLE_RANGES` in runtime/generator.py), so that a generator trained
+on these faces should learn them in the matching style layers:
 
 - coarse (visible at 4-8 px): head position, tilt and yaw (yaw slides the features sideways),
   head size, aspect and jaw taper, the hair mass silhouette (volume, height, length), the

@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylegan_edge.runtime.errors import StyleganError
+
 from .networks import Generator
 
 SPACES = ("w", "w+")
 
 
-class ProjectionError(ValueError):
+class ProjectionError(StyleganError, ValueError):
     """Bad projection input (an unreadable target, a bundle without its checkpoint, a feature
     file that does not fit); the message is one line naming the file or option."""
 

@@ -17,8 +17,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from stylegan_edge.runtime.errors import StyleganError
 
-class BackendUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like TensorRTMissing
+
+class BackendUnavailable(StyleganError, RuntimeError):  # noqa: N818 - reads as a state, like TensorRTMissing
     """The backend cannot run here (library missing, no device, no engine file)."""
 
 

@@ -4,16 +4,22 @@ execution providers where the installed onnxruntime has them."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..bundle import BundleError
+from ..bundle import Bundle, BundleError
 from ..files import atomic_path
 from .base import BackendClosed, BackendUnavailable, BaseBackend
+from .registry import BackendSpec
+
+# The options `open_backend("onnxruntime", ...)` takes.
+OPTIONS = frozenset({"device", "settings", "providers"})
 
 # Our device names -> onnxruntime providers, best first.
 DEVICE_PROVIDERS = {
@@ -47,7 +53,7 @@ class SessionSettings:
     def session_options(self):  # -> ort.SessionOptions
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
+        so = quiet_session_options()
         if self.threads:
             so.intra_op_num_threads = self.threads
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL if self.sequential else ort.ExecutionMode.ORT_PARALLEL
@@ -58,8 +64,29 @@ class SessionSettings:
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[self.optimization]
-        so.log_severity_level = 3  # warnings about unused initialisers etc. are noise for users
         return so
+
+
+def quiet_session_options():  # -> ort.SessionOptions
+    """onnxruntime's default session options without its warnings (unused initialisers and the
+    like are noise for users)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return so
+
+
+def open_session(model: str | os.PathLike[str] | bytes, options=None,  # options: ort.SessionOptions | None
+                 providers: Sequence[str] = ("CPUExecutionProvider",)):  # -> ort.InferenceSession
+    """An onnxruntime session of a model file or serialised model: the one place sessions are made
+    (calibration, export's check, this backend). Options default to `quiet_session_options()`,
+    providers to the CPU."""
+    import onnxruntime as ort
+
+    src = model if isinstance(model, bytes) else os.fspath(model)
+    so = options if options is not None else quiet_session_options()
+    return ort.InferenceSession(src, so, providers=list(providers))
 
 
 # Feature-map bytes per call above which batching stops paying on the CPU. Measured on a 2-core
@@ -160,7 +187,7 @@ class OnnxRuntimeBackend(BaseBackend):
             cached = self.settings.session_options()
             cached.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             try:
-                session = ort.InferenceSession(os.fspath(cache), cached, providers=provs)
+                session = open_session(cache, cached, provs)
                 self.cached = True
                 return session
             except Exception:  # a cache from an interrupted write or another build: rebuild it
@@ -169,10 +196,10 @@ class OnnxRuntimeBackend(BaseBackend):
             try:
                 with atomic_path(cache, suffix=".onnx") as tmp:
                     so.optimized_model_filepath = os.fspath(tmp)
-                    return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
+                    return open_session(self.path, so, provs)
             except OSError:  # a full disk or an I/O error: the cache is an optimisation, run without it
                 so = self.settings.session_options()
-        return ort.InferenceSession(os.fspath(self.path), so, providers=provs)
+        return open_session(self.path, so, provs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # One read of the session: a close() in another thread then lets this call finish on the
@@ -202,3 +229,27 @@ class OnnxRuntimeBackend(BaseBackend):
             d["max_batch"] = str(self.settings.max_batch)
         d["optimized_cache"] = "hit" if self.cached else "miss"
         return d
+
+
+def open_onnxruntime(bundle: Bundle, model: str, precision: str = "fp32", **options: Any) -> OnnxRuntimeBackend:
+    """The registry's opener: one of a bundle's ONNX graphs, checked against `meta.json`."""
+    path = bundle.onnx_path(model, precision)
+    # `auto` hands every backend the same options: a TensorRT device index means the GPU.
+    if isinstance(options.get("device"), int):
+        options["device"] = "cuda"
+    if model == "synthesis" and "settings" not in options:
+        options["settings"] = SessionSettings(max_batch=cpu_batch_chunk(bundle.meta.largest_feature_map_bytes))
+    backend = OnnxRuntimeBackend(path, precision=precision, **options)
+    try:
+        bundle.check_graph(model, backend.input_shapes, backend.output_shapes, path)
+    except BaseException:
+        backend.close()
+        raise
+    return backend
+
+
+# The last of `auto`'s candidates: it always opens (its device `auto` is CUDA when present, else the CPU).
+BACKENDS = (
+    BackendSpec("onnxruntime", open_onnxruntime, OPTIONS,
+                available=lambda: importlib.util.find_spec("onnxruntime") is not None, auto_rank=20),
+)

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -41,18 +42,21 @@ from ..engine_meta import (
     read_sidecar,
 )
 from ..files import sha256_bytes, sha256_file
-from ..trt_buffers import NoisePool, TensorSpec, batch_range, check_feed, chunks, plan_noise_pool
+from ..generator import NOISE_MODES
+from ..trt_buffers import NoisePoolLayout, TensorSpec, batch_range, check_feed, chunks, noise_pool_layout
 from . import cuda as cudalib
 from .base import BackendUnavailable, BaseBackend, NoiseRequest
+from .registry import BackendSpec
 
 _log = logging.getLogger("stylegan_edge.tensorrt")
 
 # Failed captures at this many batch sizes mean the engine itself is not capturable: stop trying.
 MAX_CAPTURE_FAILURES = 2
-# Options this backend takes, and onnxruntime's, which backend="auto" passes along to both.
+# The options this backend takes (the registry drops other `auto` candidates' options before
+# they reach it).
 OPTIONS = frozenset({"device", "cuda_graph", "noise_pool_mb", "noise_seed", "verify_onnx"})
-IGNORED_OPTIONS = frozenset({"settings", "providers"})
-DEVICE_NOISE_MODES = ("const", "random", "none")
+# Every named noise mode is filled on the device (explicit arrays are uploaded).
+DEVICE_NOISE_MODES = NOISE_MODES
 
 
 class TensorRTError(RuntimeError):
@@ -129,11 +133,10 @@ class TensorRTBackend(BaseBackend):
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, model: str, precision: str, **options: Any) -> TensorRTBackend:
-        unknown = set(options) - OPTIONS - IGNORED_OPTIONS
+        unknown = set(options) - OPTIONS
         if unknown:
             raise TypeError(f"unknown TensorRT backend option(s) {sorted(unknown)}; it takes {sorted(OPTIONS)}")
-        kwargs = {k: v for k, v in options.items() if k in OPTIONS}
-        return cls(bundle.path / engine_filename(model, precision), precision, bundle=bundle, model=model, **kwargs)
+        return cls(bundle.path / engine_filename(model, precision), precision, bundle=bundle, model=model, **options)
 
     def __init__(
         self, engine_path: str | Path, precision: str = "fp32", *, bundle: Bundle | None = None,
@@ -153,7 +156,7 @@ class TensorRTBackend(BaseBackend):
         self._active: _Slot | None = None
         self._const: dict[str, cudalib.DeviceBuffer] = {}
         self._pool: dict[str, cudalib.DeviceBuffer] = {}
-        self._pool_plan: NoisePool | None = None
+        self._pool_layout: NoisePoolLayout | None = None
         self._noise_pool_bytes = int(noise_pool_mb * (1 << 20))
         self._noise_seed = noise_seed
         self._capture_failures = 0
@@ -382,7 +385,7 @@ class TensorRTBackend(BaseBackend):
         stream = self.stream
         if mode == "random":
             buffers = self._noise_pool()
-            offsets = self._pool_plan.offsets(rng, slot.batch)
+            offsets = self._pool_layout.offsets(rng, slot.batch)
             for name in self.noise_names:
                 start = buffers[name].ptr + offsets[name] * self.specs[name].dtype.itemsize
                 stream.dtod(slot.dev[name].ptr, start, slot.dev[name].nbytes)
@@ -412,8 +415,8 @@ class TensorRTBackend(BaseBackend):
     def _noise_pool(self) -> dict[str, cudalib.DeviceBuffer]:
         if not self._pool:
             shapes = {n: self.specs[n].shape[1:] for n in self.noise_names}
-            self._pool_plan = plan_noise_pool(shapes, self.max_batch, self._noise_pool_bytes)
-            for name, drawn in self._pool_plan.draw(np.random.default_rng(self._noise_seed)).items():
+            self._pool_layout = noise_pool_layout(shapes, self.max_batch, self._noise_pool_bytes)
+            for name, drawn in self._pool_layout.draw(np.random.default_rng(self._noise_seed)).items():
                 host = drawn.astype(self.specs[name].dtype, copy=False)
                 self._pool[name] = cudalib.DeviceBuffer(self.cuda.driver, host.nbytes)
                 self.stream.htod(self._pool[name].ptr, host)
@@ -425,7 +428,7 @@ class TensorRTBackend(BaseBackend):
         d = super().describe()
         d.update({
             "gpu": str(self.gpu), "tensorrt": self.tensorrt_version, "engine": self.engine_path.name,
-            "build": self.meta.build_path if self.meta is not None else "unverified (no sidecar)",
+            "build": self.meta.build_mode if self.meta is not None else "unverified (no sidecar)",
             "batch": f"{self.min_batch}-{self.max_batch}", "cuda_graph": self.cuda_graph,
         })
         return d
@@ -453,3 +456,19 @@ class TensorRTBackend(BaseBackend):
             self._engine = None
             self._runtime = None
         self.cuda.close()
+
+
+def _has_tensorrt() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def _engine_ready(bundle: Bundle, model: str, precision: str) -> bool:
+    """`auto` tries TensorRT only where the package and this bundle's engine are both present."""
+    return _has_tensorrt() and bundle.has(engine_filename(model, precision))
+
+
+# First of `auto`'s candidates; an unavailable one (another GPU, a stale engine) falls through.
+BACKENDS = (
+    BackendSpec("tensorrt", TensorRTBackend.from_bundle, OPTIONS, available=_has_tensorrt, auto_rank=10,
+                auto_when=_engine_ready),
+)

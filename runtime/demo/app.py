@@ -87,6 +87,8 @@ class Settings:
     noise: str
     mixing: frozenset[str] = frozenset()
     paused: bool = False
+    direction: str | None = None  # an attribute direction of the bundle's directions.npz
+    strength: float = 0.0  # how far along it, on every style layer
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,13 @@ KEY_QUIT = (ord("q"), ord("Q"), 27)
 KEY_PSI_UP = (ord("+"), ord("="))
 KEY_PSI_DOWN = (ord("-"), ord("_"))
 KEY_MIX = {ord("1"): "coarse", ord("2"): "middle", ord("3"): "fine"}
+KEY_DIRECTION = (ord("d"), ord("D"))
+KEY_STRENGTH = {ord("]"): 0.5, ord("["): -0.5}
+MAX_STRENGTH = 5.0
 
 
-def apply_key(key: int, settings: Settings, mix_available: Sequence[str] = MIX_GROUPS, psi_step: float = 0.1
-              ) -> tuple[Settings, str | None, str]:
+def apply_key(key: int, settings: Settings, mix_available: Sequence[str] = MIX_GROUPS, psi_step: float = 0.1,
+              directions: Sequence[str] = ()) -> tuple[Settings, str | None, str]:
     """One key press -> (new settings, action 'quit' | 'snapshot' | None, message for the HUD)."""
     if key < 0:
         return settings, None, ""
@@ -133,6 +138,17 @@ def apply_key(key: int, settings: Settings, mix_available: Sequence[str] = MIX_G
         mixing = settings.mixing ^ {group}
         return dataclasses.replace(settings, mixing=frozenset(mixing)), None, \
             f"{group} styles {'from the second seed' if group in mixing else 'off'}"
+    if key in KEY_DIRECTION:
+        if not directions:
+            return settings, None, "no directions.npz in this bundle (stylegan metrics --ls --directions-out)"
+        cycle = [None, *directions]
+        nxt = cycle[(cycle.index(settings.direction) + 1) % len(cycle)] if settings.direction in cycle else None
+        return dataclasses.replace(settings, direction=nxt), None, f"direction {nxt or 'off'}"
+    if key in KEY_STRENGTH:
+        if settings.direction is None:
+            return settings, None, "choose a direction first (d)"
+        strength = round(min(MAX_STRENGTH, max(-MAX_STRENGTH, settings.strength + KEY_STRENGTH[key])), 4)
+        return dataclasses.replace(settings, strength=strength), None, f"{settings.direction} {strength:+.1f}"
     if key == ord(" "):
         paused = not settings.paused
         return dataclasses.replace(settings, paused=paused), None, "walk paused" if paused else "walk resumed"
@@ -235,6 +251,16 @@ class VideoOut:
             raise OutputError(f"cannot write video {self.path}: {e.strerror or e}") from None
 
 
+def _direction_names(generator: Any) -> tuple[str, ...]:
+    """The attribute directions a bundle ships (`directions.npz`), for the `d` key; none otherwise."""
+    from ..directions import DIRECTIONS_FILE, load_directions
+
+    source = Path(str(getattr(generator, "source", "")))
+    if not (source / DIRECTIONS_FILE).is_file() or not hasattr(generator, "edit"):
+        return ()
+    return tuple(load_directions(source).names)
+
+
 # --- the loop -------------------------------------------------------------------------------------
 class DemoApp:
     """One demo run over a generator (anything with Generator's map / broadcast / truncate / mix /
@@ -258,6 +284,7 @@ class DemoApp:
         self.stride = coprime_stride(len(seeds))
         n_mix = 1 if config.mode == "pip" else MAX_FACES
         self.mix_w = generator.map(generator.z_from_seeds([config.mix_seed + k for k in range(n_mix)]))
+        self.directions = _direction_names(generator)
         self.detector = FaceDetector(config.detector) if config.mode == "replace-faces" else None
         self.tracker = FaceTracker(max_tracks=MAX_FACES)
         self.camera_rate = RateMeter()
@@ -279,6 +306,8 @@ class DemoApp:
             for group in MIX_GROUPS:
                 if group in s.mixing:
                     ws = g.mix(ws, src, group)
+        if s.direction is not None and s.strength:
+            ws = g.edit(ws, s.direction, s.strength, layers=f"0-{g.num_layers - 1}")
         return np.ascontiguousarray(ws, dtype=np.float32)
 
     # --- HUD ------------------------------------------------------------------------------------
@@ -293,7 +322,7 @@ class DemoApp:
             f"camera {self.camera_rate.rate:5.1f} fps  gen {worker.rate.rate:5.1f} fps  "
             f"latency {lat * 1000:4.0f} ms" if lat is not None else f"camera {self.camera_rate.rate:5.1f} fps  gen -",
             f"psi {s.psi:+.2f}  noise {s.noise}  mix {'+'.join(g for g in MIX_GROUPS if g in s.mixing) or 'off'}"
-            + ("  PAUSED" if s.paused else ""),
+            + (f"  {s.direction} {s.strength:+.1f}" if s.direction else "") + ("  PAUSED" if s.paused else ""),
         ]
         if self.config.mode == "pip":
             i, j, u = self.walker.segment(walk_t)
@@ -403,7 +432,8 @@ class DemoApp:
                 frames += 1
                 if self.window is not None:
                     key = self.window.show(frame)
-                    self.settings, action, message = apply_key(key, self.settings, self.mix_available, c.psi_step)
+                    self.settings, action, message = apply_key(key, self.settings, self.mix_available, c.psi_step,
+                                                               self.directions)
                     self._flash(message, now)
                     if action == "quit":
                         stopped = "quit"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stylegan_edge.runtime.errors import StyleganError
 
-class DemoError(RuntimeError):
+
+class DemoError(StyleganError, RuntimeError):
     """Bad demo input or a missing capability (no camera, no cascade, no video encoder)."""
 
 

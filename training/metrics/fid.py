@@ -4,49 +4,7 @@ Nothing is downloaded and nothing is unpickled: the feature extractor is an ONNX
 user (`--fid-model inception.onnx`) and run with onnxruntime (the CUDA provider when it is there,
 else the CPU). Real-image statistics can be cached in an .npz file (loaded without pickle).
 
-The ONNX model
---------------
-- One input: float32 NCHW RGB images, [N, 3, H, W]. H x W is read from the model when it is
-  static, else `input_size` (default 299 x 299). Images are resized to it with bilinear
-  interpolation at pixel centres (torch's `F.interpolate(mode="bilinear", align_corners=False)`,
-  as pytorch-fid does), then mapped linearly from [0, 255] to `value_range` (default [-1, 1], what
-  both the pytorch-fid and the torchvision Inception weights expect; use (0, 255) for a model
-  that normalises internally).
-- First output: the pool features, [N, D] (D = 2048 for Inception-v3's pool3). [N, D, 1, 1] is
-  accepted and flattened; any other shape is an error. A static batch dimension is honoured by
-  padding the last batch.
-
-Producing inception.onnx (once, on any machine with PyTorch; pytorch-fid and torchvision fetch
-their weights themselves the first time, stylegan-edge never does):
-
-    # pytorch-fid weights (the TF FID Inception ported to PyTorch; numbers comparable to papers)
-    import torch
-    from pytorch_fid.inception import InceptionV3
-
-    class Pool3(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            block = InceptionV3.BLOCK_INDEX_BY_DIM[2048]
-            # Resizing and [0, 1] -> [-1, 1] happen outside the model: input is [-1, 1], 299x299.
-            self.net = InceptionV3([block], resize_input=False, normalize_input=False)
-
-        def forward(self, x):
-            return self.net(x)[0].flatten(1)
-
-    torch.onnx.export(
-        Pool3().eval(), torch.zeros(1, 3, 299, 299), "inception.onnx",
-        input_names=["images"], output_names=["pool3"],
-        dynamic_axes={"images": {0: "n"}, "pool3": {0: "n"}}, opset_version=18,
-    )
-    # A fixed batch size (no dynamic_axes) works too: the last batch is padded.
-
-    # or torchvision weights (ImageNet classifier; fine for tracking a run, not comparable to
-    # published FIDs): drop the classifier and feed [-1, 1] directly.
-    import torchvision
-    net = torchvision.models.inception_v3(weights="IMAGENET1K_V1", aux_logits=True)
-    net.fc = torch.nn.Identity()
-    net.transform_input = False  # the weights expect (x - 0.5) / 0.5 of RGB in [0, 1]
-    # ...then torch.onnx.export(net.eval(), ...) as above.
+The model's input/output contract and how to make `inception.onnx`: docs/fid.md.
 
 FID itself is ||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)). The trace of the matrix
 square root is computed from the eigenvalues of the symmetric PSD matrix S1^(1/2) S2 S1^(1/2),
@@ -63,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from stylegan_edge.runtime.errors import StyleganError
 from stylegan_edge.runtime.files import atomic_path, sha256_file
 
 __all__ = [
@@ -88,7 +48,7 @@ DEFAULT_INPUT_SIZE = (299, 299)
 DEFAULT_VALUE_RANGE = (-1.0, 1.0)
 
 
-class FIDError(ValueError):
+class FIDError(StyleganError, ValueError):
     """Base class of FID errors; messages are one line."""
 
 

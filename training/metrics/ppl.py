@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from stylegan_edge.runtime.errors import StyleganError
+
 from .fid import resize_bilinear
 
 __all__ = [
@@ -67,7 +69,7 @@ SAMPLINGS = ("full", "end")
 Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-class PPLError(ValueError):
+class PPLError(StyleganError, ValueError):
     """Bad input to the path-length metric; messages are one line."""
 
 

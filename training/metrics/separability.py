@@ -24,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from stylegan_edge.runtime.errors import StyleganError
+
 __all__ = ["LinearSVM", "SeparabilityError", "SeparabilityResult", "conditional_entropy", "fit_linear_svm",
            "linear_separability", "separability_from_arrays"]
 
 
-class SeparabilityError(ValueError):
+class SeparabilityError(StyleganError, ValueError):
     """Bad input to the separability metric; messages are one line."""
 
 

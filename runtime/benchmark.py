@@ -254,7 +254,7 @@ def numpy_matmul_gflops(n: int = 2048, seconds: float = 2.0) -> float:
 
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_count": os.cpu_count(), "processor": _cpu_name()}
+                            "cpu_count": os.cpu_count(), "processor": _cpu_name(), "cpu_flags": cpu_vector_flags()}
     try:
         import onnxruntime as ort
 
@@ -262,6 +262,23 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     return info
+
+
+# The instruction sets that decide which kernels onnxruntime, MLAS and oneDNN pick: figures from
+# machines that differ here are not comparable.
+VECTOR_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve")
+
+
+def cpu_vector_flags() -> list[str]:
+    """The CPU's vector-instruction flags (from /proc/cpuinfo), in VECTOR_FLAGS order."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((ln for ln in f if ln.startswith(("flags", "Features"))), "")
+    except OSError:
+        return []
+    have = set(line.split(":", 1)[-1].split())
+    return [flag for flag in VECTOR_FLAGS if flag in have]
 
 
 def _cpu_name() -> str:
@@ -521,7 +538,8 @@ def report_text(result: BenchResult) -> str:
     """The report as `stylegan bench` prints it: a summary line, the table, then the extras."""
     report, s = result.report, result.settings
     settings, chunk = report.settings, result.ort_max_batch
-    lines = [f"{report.machine['processor']}, {report.machine['cpu_count']} CPUs; {result.resolution} px; "
+    flags = " ".join(report.machine.get("cpu_flags", [])) or "unknown"
+    lines = [f"{report.machine['processor']}, {report.machine['cpu_count']} CPUs ({flags}); {result.resolution} px; "
              f"synthesis {result.gflop_per_image:.2f} GFLOP/image; matmul {settings['matmul']}; "
              f"allocator: {settings['allocator']}", markdown_table(report)]
     if chunk and REFERENCE_BACKEND in s.backends and max(s.batches) > chunk:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +12,7 @@ import typer
 from stylegan_edge.runtime.backends.base import BackendUnavailable
 from stylegan_edge.runtime.bundle import PRECISIONS
 from stylegan_edge.runtime.generator import NOISE_MODES
-from stylegan_edge.runtime.latents import parse_floats, parse_seeds
+from stylegan_edge.runtime.latents import MAX_SEED, SeedError, parse_floats, parse_seeds
 
 from .common import fail, is_bundle, one_line_errors, open_model, progress_bar
 
@@ -21,8 +20,6 @@ from .common import fail, is_bundle, one_line_errors, open_model, progress_bar
 # Typer's own min=/max= print a framed usage box, and a float range lets NaN through (every
 # comparison with NaN is false); these callbacks print the project's one `error:` line instead.
 
-SEED_MAX = 2**32 - 1  # RandomState seeds, as in the official scripts
-MAX_SEEDS = 1_000_000  # a seed list is expanded in memory; past this it is a typo
 
 
 def _name(param: typer.CallbackParam) -> str:
@@ -81,42 +78,27 @@ def list_option(choices: Sequence[str]) -> Callable[..., Any]:
 
 
 def seeds_option(param: typer.CallbackParam, value: str | None) -> str | None:
-    """Seed lists: every number a 32-bit seed, and no more than MAX_SEEDS of them, checked before
-    the list is expanded (a range like 0-99999999999 would fill memory)."""
-    if value is None:
-        return value
-    total = 0
-    for part in filter(None, (p.strip() for p in value.split(","))):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise fail(f"{_name(param)}: bad seed list {value!r}: use numbers and ranges like 0-15,20")
-        a = int(m.group(1))
-        b = int(m.group(2)) if m.group(2) is not None else a
-        if max(a, b) > SEED_MAX:
-            raise fail(f"{_name(param)}: seed {max(a, b)} is out of range: seeds must be in [0, {SEED_MAX}] (2**32-1)")
-        if b < a:
-            raise fail(f"{_name(param)}: bad seed range {part!r}: the end is before the start")
-        total += b - a + 1
-    if total == 0:
-        raise fail(f"{_name(param)}: no seeds given")
-    if total > MAX_SEEDS:
-        raise fail(f"{_name(param)} selects {total:,} seeds; at most {MAX_SEEDS:,} at a time")
+    """Seed lists, checked by the runtime's parser (32-bit seeds, at most MAX_SEEDS, bounded
+    before anything is expanded) when the option is parsed, so a bad list fails before any work."""
+    if value is not None:
+        try:
+            parse_seeds(value)
+        except SeedError as e:
+            raise fail(f"{_name(param)}: {e}") from None
     return value
 
 
 def seed_option(param: typer.CallbackParam, value: int | None) -> int | None:
-    return int_option(0, SEED_MAX)(param, value)
+    return int_option(0, MAX_SEED)(param, value)
 
 
 def floats_option(param: typer.CallbackParam, value: str) -> str:
-    """Comma lists of finite numbers (psi sweeps)."""
-    items = [t.strip() for t in value.split(",") if t.strip()]
+    """Comma lists of finite numbers (psi sweeps), checked by the runtime's parser."""
     try:
-        numbers = [float(t) for t in items]
-    except ValueError:
-        raise fail(f"{_name(param)}: bad number list {value!r}: use comma-separated numbers like -1,-0.5,0") from None
-    if not numbers or not all(math.isfinite(x) for x in numbers):
-        raise fail(f"{_name(param)} must be a comma list of finite numbers, got {value!r}")
+        if not parse_floats(value):
+            raise SeedError(f"bad number list {value!r}: give at least one number")
+    except SeedError as e:
+        raise fail(f"{_name(param)}: {e}") from None
     return value
 
 

@@ -29,7 +29,7 @@ import torch
 from stylegan_edge.runtime.backends.onnxruntime import open_session
 from stylegan_edge.runtime.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, noise_input, w_input
 from stylegan_edge.runtime.errors import StyleganError
-from stylegan_edge.runtime.files import sha256_file
+from stylegan_edge.runtime.files import file_record
 from stylegan_edge.runtime.version import tool_version
 from stylegan_edge.training.config import ModelConfig
 from stylegan_edge.training.flops import model_gflops
@@ -300,12 +300,6 @@ def _non_finite_tensor(G: Generator) -> str | None:
     return None
 
 
-def file_records(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """SHA-256 and size of each file, recorded in meta.json so that a bundle with a swapped or
-    damaged graph is refused when it is opened."""
-    return {n: {"sha256": sha256_file(folder / n), "bytes": (folder / n).stat().st_size} for n in names}
-
-
 def model_meta(G: Generator) -> dict[str, Any]:
     """The bundle metadata that describes the model itself (shapes, styles, w_avg, defaults)."""
     mc = G.cfg
@@ -424,7 +418,7 @@ def export_bundle(
             np.savez(tmp / "noise_const.npz", **{noise_input(i): t.numpy() for i, t in enumerate(consts)})
             files.append("noise_const.npz")
         meta = build_meta(G, cfg, source or {}, ops, errors)
-        meta["files"] = file_records(tmp, files)
+        meta["files"] = {name: file_record(tmp / name) for name in files}  # checked when the bundle is opened
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         _replace_dir(tmp, out)
     except OSError as e:

@@ -37,7 +37,8 @@ def parse_seeds(text: str) -> list[int]:
         if b < a:
             raise SeedError(f"bad seed range {part!r}: the end is before the start")
         if b > MAX_SEED:
-            raise SeedError(f"bad seed {b}: seeds are 0-{MAX_SEED} (32-bit, as in the official scripts)")
+            raise SeedError(f"seed {b} is out of range: seeds must be in [0, {MAX_SEED}] (32-bit, as in the official "
+                            "scripts)")
         if len(seeds) + (b - a + 1) > MAX_SEEDS:
             raise SeedError(f"too many seeds in {text!r}: at most {MAX_SEEDS} at once")
         seeds.extend(range(a, b + 1))

@@ -5,6 +5,12 @@ then the truncation and style mixing the user deploys with, and the chosen noise
 as `runtime.Generator` would feed the synthesis network. Everything is drawn from one seeded
 generator, so the same settings give the same arrays on every machine.
 
+A class-conditional bundle's mapping also takes labels: each half of the latents (the styles and
+their mixing partners) gets the classes in equal shares (counts differ by at most one), shuffled,
+so every class is calibrated for however few samples. They come from a generator of their own
+(derived from the same seed), so an unconditional bundle's data for a seed is what it was before
+labels, and a conditional one's z, crossovers and noise are drawn exactly as an unconditional one's.
+
 One source for every consumer: the FP16 analysis iterates `CalibrationData.batches`, and
 onnxruntime's quantizer reads the same arrays through `SynthesisDataReader`.
 """
@@ -137,6 +143,20 @@ def mixing_crossovers(rng: np.random.Generator, n: int, num_layers: int, prob: f
     return np.where(mixed, cut, num_layers)
 
 
+def balanced_classes(rng: np.random.Generator, n: int, label_size: int) -> np.ndarray | None:
+    """Class indices [2n] for the styles (first n) and their mixing partners (last n): in each half
+    every class in equal shares (counts differ by at most one), in random order; the classes that
+    get the extra sample when label_size does not divide n are drawn at random too, so none is
+    favoured. None for an unconditional model (label_size 0)."""
+    if not label_size:
+        return None
+    halves = []
+    for _ in range(2):
+        order = rng.permutation(label_size)  # which classes come first in the remainder
+        halves.append(rng.permutation(order[np.arange(n) % label_size]))
+    return np.concatenate(halves)
+
+
 def make_calibration_data(
     bundle: str | Path | Bundle, settings: CalibrationSettings | None = None, generator: Generator | None = None,
 ) -> CalibrationData:
@@ -157,7 +177,9 @@ def make_calibration_data(
         n, L = settings.samples, meta.num_layers
         rng = np.random.default_rng(settings.seed)
         z = rng.standard_normal((2 * n, meta.z_dim), dtype=np.float32)
-        w = g.map(z)
+        # A generator of its own for the labels: the draws below stay those of an unconditional bundle.
+        classes = balanced_classes(np.random.default_rng([settings.seed, 1]), n, meta.label_size)
+        w = g.map(z) if classes is None else g.map(z, g.labels_to_c(2 * n, labels=classes.tolist()))
         ws_a, ws_b = g.broadcast(w[:n]), g.broadcast(w[n:])
         cut = mixing_crossovers(rng, n, L, settings.mixing)
         take_b = np.arange(L)[None, :] >= cut[:, None]
@@ -169,6 +191,8 @@ def make_calibration_data(
             g.close()
     resolved = {**asdict(settings), "psi": psi, "cutoff": cutoff, "mixed_samples": int((cut < L).sum()),
                 "requested": asdict(settings), "mapping_sha256": sha256_file(b.path / onnx_filename("mapping"))}
+    if classes is not None:
+        resolved["label_counts"] = np.bincount(classes[:n], minlength=meta.label_size).tolist()
     return CalibrationData(np.ascontiguousarray(ws, dtype=np.float32), noise, tuple(meta.w_inputs), resolved)
 
 

@@ -87,6 +87,7 @@ class FidelityReport:
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     op_profiles: dict[str, dict[str, float]] = field(default_factory=dict)  # file precision -> op -> ms/image
+    labels: list[int] | None = None  # a conditional bundle's class per seed (see fidelity_labels)
 
     def result(self, name: str) -> PrecisionResult:
         for r in self.results:
@@ -100,6 +101,7 @@ class FidelityReport:
             "format": "stylegan-edge-fidelity", "version": 1, "bundle": self.bundle,
             "reference": {"kind": self.reference_kind, "source": self.reference},
             "seeds": list(s.seeds), "psi": s.psi, "noise": s.noise, "noise_seed": s.noise_seed,
+            **({"labels": self.labels} if self.labels is not None else {}),
             "metrics": {"images": "float output clipped to [-1, 1], data range 2",
                         "ssim": "Gaussian window sigma 1.5 (11 taps), K1 0.01, K2 0.03, channel mean",
                         "psnr_cap_db": metrics.PSNR_CAP_DB},
@@ -164,6 +166,12 @@ def diff_image(images: np.ndarray, reference: np.ndarray, gain: float) -> np.nda
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
+def fidelity_labels(n: int, label_size: int) -> list[int] | None:
+    """A class-conditional bundle's seeds take the classes in turn (the i-th seed class i mod
+    label_size), so the comparison covers every class; None for an unconditional bundle."""
+    return [i % label_size for i in range(n)] if label_size else None
+
+
 def fidelity_report(
     bundle: str | Path | Bundle, out_dir: str | Path, settings: FidelitySettings | None = None,
     reference: str | Path | None = None, log: Callable[[str], None] | None = None,
@@ -181,7 +189,8 @@ def fidelity_report(
 
     t0 = time.perf_counter()
     ref_g, kind, ref_desc = reference_generator(b, reference)
-    ws = ref_g.styles(seeds=list(settings.seeds), psi=settings.psi)
+    labels = fidelity_labels(n, b.meta.label_size)
+    ws = ref_g.styles(seeds=list(settings.seeds), psi=settings.psi, labels=labels)
     rng = np.random.default_rng(settings.noise_seed)
     noise_dict = ref_g.noise(n, settings.noise, rng) if b.meta.use_noise else {}
     noise = [np.ascontiguousarray(noise_dict[k]) for k in b.meta.noise_inputs]
@@ -228,7 +237,7 @@ def fidelity_report(
         r.ms_per_image = speed.get("fp16" if r.name.startswith("fp16") else r.name)
 
     report = FidelityReport(str(b.path), ref_desc, kind, settings, results, speed.get("fp32"), notes=notes,
-                            op_profiles=profiles)
+                            op_profiles=profiles, labels=labels)
     grid = _grid(ref_images, images, settings)
     report.files["grid"] = str(save_png(grid, out / "fidelity_grid.png"))
     report.files["json"] = str(out / "fidelity.json")

@@ -1,4 +1,5 @@
-"""`stylegan convert`: an official NVlabs/stylegan pickle -> our safetensors checkpoint."""
+"""`stylegan convert`: a StyleGAN1 pickle in NVIDIA's format (NVlabs/stylegan or NVlabs/stylegan2
+dnnlib) -> our safetensors checkpoint."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def convert(
     pickle_path: Annotated[
         Path,
         typer.Argument(
-            metavar="PICKLE", help="An official StyleGAN1 pickle, e.g. karras2019stylegan-ffhq-1024x1024.pkl."
+            metavar="PICKLE",
+            help="A StyleGAN1 pickle in NVIDIA's format (state version 2-4), e.g. karras2019stylegan-ffhq-1024x1024.pkl.",
         ),
     ],
     out: Annotated[
@@ -23,9 +25,11 @@ def convert(
         typer.Option("--out", "-o", help="Checkpoint to write (default: the pickle's name with .safetensors)."),
     ] = None,
 ) -> None:
-    """Convert NVIDIA's released StyleGAN network to a stylegan-edge checkpoint.
+    """Convert a StyleGAN1 network in NVIDIA's pickle format to a stylegan-edge checkpoint.
 
-    The pickle is read as data: nothing in it is run. Gs becomes the generator used for images; G and D come along.
+    The pickle is read as data: nothing in it is run, its embedded source is read as text (edited defaults and
+    fused thresholds are used, an edited operation is refused). Gs becomes the generator used for images; G and D
+    come along. Class-conditional networks keep their labels, mid-growth snapshots their lod.
     """
     # Imported here so that `stylegan` starts without PyTorch.
     from stylegan_edge.training.official import OfficialPickleError, import_official, save_imported

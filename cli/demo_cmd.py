@@ -21,6 +21,7 @@ from .generate_cmd import (
     NOISE_MODES,
     PRECISIONS,
     BackendOpt,
+    ClassOpt,
     check_device,
     choice_option,
     float_option,
@@ -55,10 +56,12 @@ def demo(
     backend: BackendOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (bundles that have them).", callback=choice_option(PRECISIONS))] = "fp32",
     device: Annotated[str, typer.Option(help="onnxruntime device: auto, cpu, cuda, tensorrt.", callback=choice_option(DEVICES))] = "auto",
+    class_: ClassOpt = None,
 ) -> None:
     """Real-time demo: faces walking through W over a camera (pip), or a local face anonymiser (replace-faces).
 
-    Window keys: +/- psi, n noise, 1/2/3 mix coarse/middle/fine from --mix-seed, space pause, s snapshot, q quit.
+    Window keys: +/- psi, n noise, 1/2/3 mix coarse/middle/fine from --mix-seed, d/[/] direction, c next class
+    (class-conditional models: they start at --class, else class 0), space pause, s snapshot, q quit.
     """
     try:
         import cv2  # noqa: F401
@@ -87,6 +90,7 @@ def demo(
         mode=mode, seeds=tuple(parse_seeds(seeds)), psi=psi, seconds_per_seed=seconds_per_seed, pip_size=size,
         fps=fps, noise=noise, mix_seed=mix_seed, out=out, max_frames=max_frames or None, realtime=realtime,
         show_keys=not headless, snapshot_dir=snapshots, detector=DetectorConfig(every=max(1, detect_every)),
+        label=class_,
     )
     frame_size = parse_size(camera_size) if camera_size else None
     # The source first: a missing camera is the likeliest failure, and says so before a model loads.

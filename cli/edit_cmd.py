@@ -13,7 +13,8 @@ import typer
 from stylegan_edge.runtime.bundle import BundleError
 from stylegan_edge.runtime.latents import parse_floats, parse_seeds
 
-from .common import is_bundle, one_line_errors, open_model
+from .common import is_bundle, one_line_errors, open_model, resolve_class
+from .generate_cmd import ClassOpt
 
 
 @one_line_errors
@@ -28,6 +29,7 @@ def edit(
     psi: Annotated[float, typer.Option(help="Truncation psi before the edit.")] = 1.0,
     out: Annotated[Path, typer.Option(help="PNG file.")] = Path("edit.png"),
     backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, or torch (checkpoints).")] = "auto",
+    class_: ClassOpt = None,
 ) -> None:
     """A strip per seed: the face moved along an attribute direction in W."""
     import numpy as np
@@ -48,7 +50,11 @@ def edit(
     g = open_model(model, backend)
     if vector.shape[0] != g.meta.w_dim:
         raise BundleError(f"direction {direction!r} is {vector.shape[0]}-d but {model} has w_dim {g.meta.w_dim}")
-    ws = g.truncate(g.broadcast(g.map(g.z_from_seeds(seeds))), psi=psi)
+    label = resolve_class(g, class_, model)
+    z = g.z_from_seeds(seeds)
+    # A conditional model maps every seed with the one class asked for.
+    w = g.map(z, g.labels_to_c(len(z), label=label)) if label is not None else g.map(z)
+    ws = g.truncate(g.broadcast(w), psi=psi)
     rows = [edit_ws(ws, vector, s, layers, g.meta.layer_resolutions) for s in steps]
     # [S, B, L, D] -> one row per seed, one column per strength.
     batch = np.stack(rows, axis=1).reshape(-1, *ws.shape[1:])

@@ -14,7 +14,7 @@ from stylegan_edge.runtime.bundle import PRECISIONS
 from stylegan_edge.runtime.generator import NOISE_MODES
 from stylegan_edge.runtime.latents import MAX_SEED, SeedError, parse_floats, parse_seeds
 
-from .common import fail, is_bundle, one_line_errors, open_model, progress_bar
+from .common import fail, is_bundle, one_line_errors, open_model, progress_bar, resolve_class
 
 # --- option checks, shared by every command but train and export ---------------------------------
 # Typer's own min=/max= print a framed usage box, and a float range lets NaN through (every
@@ -156,6 +156,9 @@ NoiseOpt = Annotated[str, typer.Option(help="const (the model's fixed noise), ra
 PsiOpt = Annotated[float | None, typer.Option(help="Truncation psi (default: the model's, 0.7).",
                                               callback=float_option(-16.0, 16.0))]
 CutoffOpt = Annotated[int | None, typer.Option(help="Truncate only the first N style layers.", callback=int_option(0))]
+# `class` is a Python keyword, hence the parameter name `class_` behind the option --class.
+ClassOpt = Annotated[str | None, typer.Option(
+    "--class", help="Class of a class-conditional model: index or name (`stylegan info MODEL` lists them).")]
 
 
 @one_line_errors
@@ -171,6 +174,7 @@ def generate(
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
     batch: Annotated[int, typer.Option(help="Images per engine call.", callback=int_option(1, 4096))] = 8,
+    class_: ClassOpt = None,
 ) -> None:
     """Generate one PNG per seed (and optionally a grid)."""
     from stylegan_edge.runtime.images import make_grid, save_png
@@ -179,17 +183,19 @@ def generate(
     check_device(model, backend, device)
     g = open_model(model, backend, precision, device)
     check_cutoff(cutoff, g.num_layers)
+    label = resolve_class(g, class_, model)
     with progress_bar(len(seed_list), "generating") as bar:
         images = g.generate(seeds=seed_list, psi=psi, cutoff=cutoff, noise=noise, batch_size=batch,
-                            progress=bar.update)
+                            progress=bar.update, label=label)
     # Each PNG is written all or nothing (save_png); a full disk or read-only folder is one line.
     for seed, img in zip(seed_list, images):
         save_png(img, out / f"seed{seed:04d}.png")
     if grid:
         save_png(make_grid(images), grid)
     desc = g.describe()
+    which = "" if label is None else f"class {label} {g.label_names[label]}, "
     typer.echo(f"wrote {len(images)} images to {out}/" + (f" and {grid}" if grid else "")
-               + f" ({desc['backend']}, {desc['device']}, {desc['precision']})")
+               + f" ({which}{desc['backend']}, {desc['device']}, {desc['precision']})")
 
 
 @one_line_errors
@@ -204,6 +210,7 @@ def mix(
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
+    class_: ClassOpt = None,
 ) -> None:
     """The paper's style-mixing figure: B's coarse/middle/fine styles copied into A."""
     from stylegan_edge.runtime.figures import style_mixing_figure
@@ -211,7 +218,8 @@ def mix(
 
     check_device(model, backend, device)
     g = open_model(model, backend, precision, device)
-    fig = style_mixing_figure(g, parse_seeds(rows), parse_seeds(cols), styles, psi, noise)
+    label = resolve_class(g, class_, model)
+    fig = style_mixing_figure(g, parse_seeds(rows), parse_seeds(cols), styles, psi, noise, label=label)
     save_png(fig, out)
     typer.echo(f"wrote {out} ({styles} styles from rows into columns)")
 
@@ -226,6 +234,7 @@ def noise_cmd(
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
+    class_: ClassOpt = None,
 ) -> None:
     """The stochastic-variation figure: one w, several noise draws, and their per-pixel std."""
     from stylegan_edge.runtime.figures import noise_figure
@@ -233,7 +242,8 @@ def noise_cmd(
 
     check_device(model, backend, device)
     g = open_model(model, backend, precision, device)
-    save_png(noise_figure(g, seed, draws, psi), out)
+    label = resolve_class(g, class_, model)
+    save_png(noise_figure(g, seed, draws, psi, label=label), out)
     typer.echo(f"wrote {out} ({draws} noise draws and their standard deviation)")
 
 
@@ -247,6 +257,7 @@ def truncation(
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
+    class_: ClassOpt = None,
 ) -> None:
     """The truncation sweep: rows are seeds, columns psi values."""
     from stylegan_edge.runtime.figures import truncation_figure
@@ -255,5 +266,6 @@ def truncation(
     check_device(model, backend, device)
     g = open_model(model, backend, precision, device)
     check_cutoff(cutoff, g.num_layers)
-    save_png(truncation_figure(g, parse_seeds(seeds), parse_floats(psi), cutoff), out)
+    label = resolve_class(g, class_, model)
+    save_png(truncation_figure(g, parse_seeds(seeds), parse_floats(psi), cutoff, label=label), out)
     typer.echo(f"wrote {out}")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import is_bundle, one_line_errors
+from .common import class_list, is_bundle, one_line_errors
 
 
 def describe_model(target: str) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def describe_model(target: str) -> dict[str, Any]:
         "discriminator": count_parameters(D),
     }
     params["total"] = params["generator"] + params["discriminator"]
-    return {
+    data = {
         **source,
         "config": cfg.to_dict(),
         "num_style_layers": cfg.num_layers,
@@ -40,6 +40,10 @@ def describe_model(target: str) -> dict[str, Any]:
         "parameters": params,
         "gflop_per_image": model_gflops(cfg),
     }
+    if cfg.label_size:  # the same two fields, and the same default names, as a bundle's meta.json
+        data["label_size"] = cfg.label_size
+        data["label_names"] = list(cfg.label_names) or [str(i) for i in range(cfg.label_size)]
+    return data
 
 
 def describe_bundle(path: str) -> dict[str, Any]:
@@ -48,6 +52,8 @@ def describe_bundle(path: str) -> dict[str, Any]:
     b = open_bundle(path)
     raw = dict(b.meta.raw)
     raw.pop("w_avg", None)
+    if b.meta.label_size:  # meta.json may leave the names out; the reader fills in "0".."N-1"
+        raw["label_names"] = list(b.meta.label_names)
     raw["files"] = sorted(p.name for p in b.path.iterdir())
     return raw
 
@@ -71,3 +77,6 @@ def info(
         typer.echo(f"  {data['gflop_per_image']['total']:.2f} GFLOP per image")
     else:
         typer.echo(f"{target}: bundle v{data['format_version']}, {data['resolution']} px, files: {', '.join(data['files'])}")
+    if data.get("label_size"):
+        typer.echo(f"  class-conditional, {data['label_size']} classes (--class N or NAME): "
+                   f"{class_list(data['label_names'])}")

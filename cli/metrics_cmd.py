@@ -47,11 +47,19 @@ def metrics(
     batch: Annotated[int, typer.Option(help="Minibatch size.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed of the latents.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
+    per_class: Annotated[bool, typer.Option(
+        "--per-class", help="Class-conditional models: per-class SWD against a label-shuffled control (needs --data).",
+    )] = False,
+    data: Annotated[str | None, typer.Option(
+        help="With --per-class: the labelled dataset the model was trained on (folder, zip, synthetic:faces-classes).",
+    )] = None,
 ) -> None:
-    """The paper's perceptual path length and linear separability, Z against W."""
+    """The paper's perceptual path length and linear separability, Z against W; per-class SWD."""
 
-    if not (ppl or ls):
-        raise MetricsArgumentError("choose a metric: --ppl, --ls or both")
+    if not (ppl or ls or per_class):
+        raise MetricsArgumentError("choose a metric: --ppl, --ls, --per-class or several")
+    if per_class and data is None:
+        raise MetricsArgumentError("--per-class needs --data, the labelled dataset to compare each class with")
     spaces = _choices(space, ("z", "w"), "--space")
     samplings = _choices(sampling, ("full", "end"), "--sampling")
     if samples < 4 or batch < 1:
@@ -113,6 +121,22 @@ def metrics(
                              "samples": r.num_keep, "model": str(model)} for a in clf.attributes}
             written = save_directions(directions_out, r.directions("w"), meta)
             typer.echo(f"wrote {written}")
+    if per_class:
+        from stylegan_edge.training.data import open_dataset
+        from stylegan_edge.training.metrics.conditional import measure_generator
+        from stylegan_edge.training.metrics.swd import SWDInputError
+
+        if not G.cfg.label_size:
+            raise MetricsArgumentError(f"{model}: --per-class needs a class-conditional model (label_size > 0)")
+        dataset = open_dataset(data, G.cfg.resolution, seed=seed)
+        try:
+            r = measure_generator(G, dataset, num_images=samples, seed=seed, batch=batch)
+        except SWDInputError as e:
+            raise MetricsArgumentError(str(e)) from None
+        typer.echo(f"per-class SWD x 1e3: matched {r.matched:.2f}, label-shuffled control {r.control:.2f}, "
+                   f"nearest class right for {r.accuracy:.0%} of {len(r.classes)} classes  "
+                   f"[{int(r.real_counts.sum())} images]")
+        report["per_class_swd"] = r.to_json()
     if json_out is not None:
         write_text_output(json_out, json.dumps(report, indent=2))
         typer.echo(f"wrote {json_out}")

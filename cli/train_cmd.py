@@ -16,7 +16,8 @@ from .common import one_line_errors
 
 @one_line_errors
 def train(
-    data: Annotated[str, typer.Option(help="Image folder, .zip of images, or synthetic:faces (built in).")],
+    data: Annotated[str, typer.Option(
+        help="Image folder, .zip of images, or synthetic:faces / synthetic:faces-classes (built in).")],
     out: Annotated[Path, typer.Option(help="Run directory: checkpoints, sample grids, metrics.")],
     preset: Annotated[str, typer.Option(help="Model preset: tiny, faces64, edge256, edge512, paper.")] = "tiny",
     kimg: Annotated[float, typer.Option(help="Train until this many thousand real images have been shown.")] = 100.0,
@@ -51,6 +52,7 @@ def train(
     lod_initial_resolution: Annotated[int | None, typer.Option(help="With --progressive: the starting resolution. (default: the --schedule's)")] = None,
     lod_training_kimg: Annotated[float | None, typer.Option(help="With --progressive: kimg each resolution trains before the next fades in. (default: the --schedule's)")] = None,
     lod_transition_kimg: Annotated[float | None, typer.Option(help="With --progressive: kimg each fade-in lasts. (default: the --schedule's)")] = None,
+    cond: Annotated[bool, typer.Option("--cond", help="Class-conditional: train on the dataset's labels (a dataset.json, one folder per class, or synthetic:faces-classes).")] = False,
     minibatch: Annotated[str | None, typer.Option(help="With --progressive: minibatch by resolution, e.g. 4:64,8:32 (over the --schedule's table).")] = None,
 ) -> None:
     """Train StyleGAN; Ctrl-C saves a checkpoint and exits, --resume continues it."""
@@ -94,7 +96,7 @@ def train(
         r1_interval=r1_interval, mixing_prob=mixing, ema_kimg=ema_kimg, xflip=xflip, seed=seed,
         snapshot_kimg=snapshot_kimg, metrics_kimg=metrics_kimg, metric_images=metric_images,
         fid_model=str(fid_model) if fid_model else None, workers=workers,
-        device=device, schedule=sched,
+        device=device, schedule=sched, cond=cond,
     )
     resolve_device(cfg.device)  # --device cuda without CUDA: one line before anything starts
     bars: list[tqdm] = []  # made at the first event, so an error before training is the only output
@@ -112,6 +114,8 @@ def train(
             bar.refresh()
         elif e.kind == "metrics":
             bar.write(f"kimg {e.kimg:8.1f}  " + "  ".join(f"{k} {v:.3f}" for k, v in e.stats.items()))
+        elif e.kind == "note":
+            bar.write(e.message)
         elif e.kind == "resumed":
             bar.write(f"resumed from {e.path} at kimg {e.kimg:.1f}")
         elif e.kind in ("snapshot", "done", "interrupted", "stopped"):

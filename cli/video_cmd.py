@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -9,8 +10,8 @@ import typer
 
 from stylegan_edge.runtime.latents import parse_seeds
 
-from .common import one_line_errors, open_model, progress_bar
-from .generate_cmd import BackendOpt, DeviceOpt, ModelArg, NoiseOpt, PrecisionOpt, PsiOpt
+from .common import one_line_errors, open_model, progress_bar, resolve_class
+from .generate_cmd import BackendOpt, ClassOpt, DeviceOpt, ModelArg, NoiseOpt, PrecisionOpt, PsiOpt
 
 
 @one_line_errors
@@ -31,6 +32,7 @@ def video(
     precision: PrecisionOpt = "fp32",
     device: DeviceOpt = "auto",
     batch: Annotated[int, typer.Option(help="Frames per engine call.")] = 8,
+    class_: ClassOpt = None,
 ) -> None:
     """Render a walk through the latent space between seeds as a video."""
     from stylegan_edge.runtime.demo.app import VideoOut
@@ -39,6 +41,8 @@ def video(
     seed_list = parse_seeds(seeds)
     walk = Walk(tuple(seed_list), seconds_per_seed, fps, space, loop, psi, cutoff, mix_seed, mix_styles, noise)
     g = open_model(model, backend, precision, device)
+    label = resolve_class(g, class_, model)
+    walk = dataclasses.replace(walk, label=label)
     ws = walk_styles(g, walk)
     writer = VideoOut(out, fps)
     try:

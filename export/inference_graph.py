@@ -128,7 +128,7 @@ class GraphOptions:
 class InferenceLayer(nn.Module):
     """One style layer with folded constants; see the module docstring."""
 
-    def __init__(self, layer: SynthesisLayer, w_dim: int, options: GraphOptions = GraphOptions()) -> None:
+    def __init__(self, layer: SynthesisLayer, options: GraphOptions = GraphOptions()) -> None:
         super().__init__()
         ep = layer.epilogue
         c = ep.bias.shape[0]
@@ -205,7 +205,7 @@ class InferenceSynthesis(nn.Module):
         # These two attribute names become the ONNX node-name scopes that calibration and the
         # TensorRT build parse (runtime/node_names.py LAYER_SCOPE, TO_RGB_SCOPE): `layers.N/...` for
         # the style layers and, a module of its own, `to_rgb/Conv`.
-        self.layers = nn.ModuleList(InferenceLayer(layer, cfg.w_dim, options) for layer in syn.layers)
+        self.layers = nn.ModuleList(InferenceLayer(layer, options) for layer in syn.layers)
         self.to_rgb = nn.Conv2d(syn.to_rgb.weight.shape[1], cfg.img_channels, 1).requires_grad_(False)
         self.to_rgb.weight.copy_(syn.to_rgb.scaled_weight().detach())
         self.to_rgb.bias.copy_(syn.rgb_bias.detach())
@@ -228,6 +228,8 @@ class InferenceSynthesis(nn.Module):
 class ReferenceSynthesis(nn.Module):
     """The training graph as it is, with the exported input signature (for comparison)."""
 
+    fold_all_constants = True  # its weights are computed from parameters; export folds them
+
     def __init__(self, syn: SynthesisNetwork) -> None:
         super().__init__()
         self.syn = syn
@@ -239,9 +241,13 @@ class ReferenceSynthesis(nn.Module):
 
 
 class InferenceMapping(nn.Module):
-    """z -> w with the equalised-learning-rate gains folded into plain weights.
+    """z (and labels c) -> w with the equalised-learning-rate gains folded into plain weights.
 
-    The pixel norm `z * rsqrt(mean(z^2) + eps)` is written as `z * sqrt(n) * rsqrt(sum(z^2) + n * eps)`
+    A conditional mapping embeds c [B, label_size] as a plain matrix product with the raw
+    embedding (`c @ E`, official LabelConcat: one-hot or any mixture), concatenates it after z and
+    normalises the concatenation (n = 2 * z_dim), as `MappingNetwork.forward` does.
+
+    The pixel norm `x * rsqrt(mean(x^2) + eps)` is written as `x * sqrt(n) * rsqrt(sum(x^2) + n * eps)`
     with the sum as a matrix product by ones:
     - no ReduceMean: from opset 18 its axes are an input, which TensorRT 8.6's parser ignores
       (it then averages over the batch too);
@@ -258,13 +264,22 @@ class InferenceMapping(nn.Module):
         for layer in mapping.layers:
             self.weights.append(nn.Parameter(layer.weight.detach() * layer.weight_gain, requires_grad=False))
             self.biases.append(nn.Parameter(layer.bias.detach() * layer.bias_gain, requires_grad=False))
-        n = mapping.layers[0].weight.shape[1]
+        self.conditional = mapping.label_embed is not None
+        if self.conditional:
+            # Used raw, as trained: no gain to fold.
+            self.register_buffer("label_embed", mapping.label_embed.detach().clone())
+        n = mapping.layers[0].weight.shape[1]  # z_dim, or 2 * z_dim with the label's embedding
         self.register_buffer("ones", torch.ones(n, 1))
         self.sum_eps = n * eps
         self.sqrt_n = float(n) ** 0.5
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = z * (torch.rsqrt(torch.matmul(z * z, self.ones) + self.sum_eps) * self.sqrt_n)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        x = z
+        if self.conditional:
+            if c is None:
+                raise ValueError("this mapping is class-conditional: it needs the labels c")
+            x = torch.cat([z, torch.matmul(c, self.label_embed)], dim=1)
+        x = x * (torch.rsqrt(torch.matmul(x * x, self.ones) + self.sum_eps) * self.sqrt_n)
         for w, b in zip(self.weights, self.biases):
             x = F.leaky_relu(F.linear(x, w, b), LRELU_SLOPE)
         return x

@@ -10,6 +10,7 @@ half-written bundle never appears under the final name.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -24,10 +25,18 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxscript.optimizer
 import torch
 
 from stylegan_edge.runtime.backends.onnxruntime import open_session
-from stylegan_edge.runtime.bundle import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, noise_input, w_input
+from stylegan_edge.runtime.bundle import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_VERSION,
+    LABEL_INPUT,
+    LATENT_INPUT,
+    noise_input,
+    w_input,
+)
 from stylegan_edge.runtime.errors import StyleganError
 from stylegan_edge.runtime.files import file_record
 from stylegan_edge.runtime.version import tool_version
@@ -73,6 +82,11 @@ class ExportConfig:
 def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: list[str], output: str,
                    path: Path, opset: int) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
+    # torch.export wants the dynamic shapes shaped like forward's parameters: one tuple for a
+    # `*inputs` parameter (the synthesis graph), one entry per named one (the mapping's z and c).
+    per_input = tuple({0: batch} for _ in names)
+    varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL
+                  for p in inspect.signature(module.forward).parameters.values())
     # The exporter is chatty (progress lines, deprecation and axis-renaming warnings); the CLI
     # reports its own steps instead.
     with torch.no_grad(), warnings.catch_warnings():
@@ -85,11 +99,16 @@ def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], name
             program = torch.onnx.export(
                 module, args, None, input_names=names, output_names=[output], opset_version=NATIVE_OPSET,
                 dynamo=True, optimize=True, verbose=False,
-                dynamic_shapes=(tuple({0: batch} for _ in names),) if len(names) > 1 else ({0: batch},),
+                dynamic_shapes=(per_input,) if varargs else per_input,
             )
         finally:
             logging.getLogger("torch").setLevel(previous)
     model = program.model_proto
+    if getattr(module, "fold_all_constants", False):
+        # The graph as trained computes its weights from parameters at run time (equalised-learning-
+        # rate gains, the fused upsampling kernel); the optimiser folds only small tensors by default.
+        # Folded here so that every convolution reads a constant weight, as parsers want.
+        model = onnxscript.optimizer.optimize(model, input_size_limit=1 << 62, output_size_limit=1 << 62)
     merge_chained_slices(model)
     name_nodes_by_module(model)
     unshare_initializers(model)
@@ -100,12 +119,25 @@ def _export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], name
             raise ExportError(f"{path.name}: cannot be written at opset {opset}: {str(e).splitlines()[0]}") from None
         if default_opset(model) != opset:
             raise ExportError(f"{path.name}: cannot be written at opset {opset}")
+        _drop_default_noop_with_empty_axes(model)
     # The dynamo exporter names the batch axis after the first input it met; give it one name.
     for value in list(model.graph.input) + list(model.graph.output):
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
         dim.dim_param = "batch"
     onnx.save(model, os.fspath(path))
+
+
+def _drop_default_noop_with_empty_axes(model: onnx.ModelProto) -> None:
+    """onnx's version converter moves a reduction's axes from input to attribute when it goes
+    below opset 18 but leaves `noop_with_empty_axes`, which the older reductions do not have (the
+    checker refuses it). At its default, 0, dropping it changes nothing."""
+    for node in model.graph.node:
+        if node.op_type.startswith("Reduce"):
+            keep = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
+            if len(keep) != len(node.attribute):
+                del node.attribute[:]
+                node.attribute.extend(keep)
 
 
 def merge_chained_slices(model: onnx.ModelProto) -> int:
@@ -165,6 +197,9 @@ def unshare_initializers(model: onnx.ModelProto) -> int:
             copy = onnx.TensorProto()
             copy.CopyFrom(by_name[name])
             copy.name = f"{name}.{node.name or copies}"
+            if copy.name in by_name:  # the node reads the same initializer more than once
+                copy.name = f"{copy.name}.{copies}"
+            by_name[copy.name] = copy
             g.initializer.append(copy)
             node.input[j] = copy.name
             copies += 1
@@ -293,6 +328,23 @@ def edge_latents(z_dim: int, gen: torch.Generator) -> torch.Tensor:
     return torch.cat([torch.zeros(1, z_dim), direction * 1e-20, direction * 1e15])
 
 
+def verification_labels(batch: int, label_size: int, gen: torch.Generator) -> torch.Tensor:
+    """Labels c [batch, label_size] for checking a conditional mapping: random one-hot rows and
+    random mixtures (non-negative, summing to one) in turn, so both uses of the input are compared."""
+    classes = torch.randint(0, label_size, (batch,), generator=gen)
+    c = torch.nn.functional.one_hot(classes, label_size).float()
+    mix = torch.rand(batch, label_size, generator=gen)
+    mix = mix / mix.sum(dim=1, keepdim=True)
+    c[1::2] = mix[1::2]
+    return c
+
+
+def _mapping_inputs(mc: ModelConfig, z: torch.Tensor, gen: torch.Generator) -> tuple[list[str], list[torch.Tensor]]:
+    if not mc.label_size:
+        return [LATENT_INPUT], [z]
+    return [LATENT_INPUT, LABEL_INPUT], [z, verification_labels(len(z), mc.label_size, gen)]
+
+
 def _non_finite_tensor(G: Generator) -> str | None:
     for name, t in list(G.named_parameters()) + list(G.named_buffers()):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -303,7 +355,7 @@ def _non_finite_tensor(G: Generator) -> str | None:
 def model_meta(G: Generator) -> dict[str, Any]:
     """The bundle metadata that describes the model itself (shapes, styles, w_avg, defaults)."""
     mc = G.cfg
-    return {
+    meta: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_FORMAT_VERSION,
         "tool_version": tool_version(),
@@ -324,6 +376,10 @@ def model_meta(G: Generator) -> dict[str, Any]:
         "gflop_per_image": model_gflops(mc),
         "model_config": mc.to_dict(),
     }
+    if mc.label_size:  # only for conditional models: an unconditional meta.json is as before labels
+        meta["label_size"] = mc.label_size
+        meta["label_names"] = list(mc.label_names) or [str(i) for i in range(mc.label_size)]
+    return meta
 
 
 def build_meta(G: Generator, cfg: ExportConfig, source: dict[str, Any], ops: dict[str, list[str]],
@@ -379,7 +435,8 @@ def export_bundle(
         t0 = time.perf_counter()
         z = torch.randn(cfg.verify_batch, mc.z_dim, generator=gen)
         mapping = InferenceMapping(G.mapping).eval()
-        _export_module(mapping, (z,), ["z"], "w", tmp / "mapping.onnx", cfg.opset)
+        m_names, m_tensors = _mapping_inputs(mc, z, gen)
+        _export_module(mapping, tuple(m_tensors), m_names, "w", tmp / "mapping.onnx", cfg.opset)
         log(f"mapping.onnx: exported in {time.perf_counter() - t0:.1f}s")
 
         t0 = time.perf_counter()
@@ -392,17 +449,22 @@ def export_bundle(
         log("checker and shape inference: passed")
 
         # Verify on fresh inputs (not the ones traced with) against the model as trained, and at
-        # the edges: z = 0, tiny and huge z; w = w_avg in every layer with all-zero noise.
+        # the edges: z = 0, tiny and huge z; w = w_avg in every layer with all-zero noise. A
+        # conditional mapping gets one-hot and mixed labels, and at z = 0 an all-zero label too
+        # (the pixel norm then divides a zero vector: only its epsilon keeps w finite).
         with torch.no_grad():
             z = torch.cat([torch.randn(cfg.verify_batch + 1, mc.z_dim, generator=gen), edge_latents(mc.z_dim, gen)])
+            m_names, m_tensors = _mapping_inputs(mc, z, gen)
+            if mc.label_size:
+                m_tensors[1][cfg.verify_batch + 1] = 0.0  # the z = 0 row of edge_latents
             names, tensors = _synthesis_inputs(mc, cfg.verify_batch + 1, gen)
             n = mc.num_layers
             tensors[:n] = [torch.cat([t, G.w_avg.view(1, -1)]) for t in tensors[:n]]
             tensors[n:] = [torch.cat([t, torch.zeros_like(t[:1])]) for t in tensors[n:]]
-            w_ref = G.mapping(z)
+            w_ref = G.mapping(*m_tensors)
             img_ref = G.synthesis.run_layers(tensors[:n], tensors[n:] if mc.use_noise else [None] * n)
         errors = {
-            "mapping.onnx": _max_error(tmp / "mapping.onnx", ["z"], [z], w_ref),
+            "mapping.onnx": _max_error(tmp / "mapping.onnx", m_names, m_tensors, w_ref),
             "synthesis.onnx": _max_error(tmp / "synthesis.onnx", names, tensors, img_ref),
         }
         for name, ref in (("mapping.onnx", w_ref), ("synthesis.onnx", img_ref)):

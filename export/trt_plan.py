@@ -32,6 +32,8 @@ from types import ModuleType
 from typing import Any
 
 from stylegan_edge.runtime.bundle import (
+    LABEL_INPUT,
+    LATENT_INPUT,
     PLAN_FILE,
     TIMING_CACHE_FILE,
     Bundle,
@@ -330,8 +332,11 @@ def parse_batch(batch: str | Sequence[int]) -> tuple[int, int, int]:
 def input_shapes(bundle: Bundle, model: str) -> dict[str, tuple[int, ...]]:
     """Each graph input's shape without the batch axis, from meta.json."""
     m = bundle.meta
-    if model == "mapping":
-        return {"z": (m.z_dim,)}
+    if model == "mapping":  # z, and a conditional model's labels c, whose profile follows z's batch
+        mapping = {LATENT_INPUT: (m.z_dim,)}
+        if m.label_size:
+            mapping[LABEL_INPUT] = (m.label_size,)
+        return mapping
     shapes: dict[str, tuple[int, ...]] = {w_input(i): (m.w_dim,) for i in range(m.num_layers)}
     if m.use_noise:
         for i, r in enumerate(m.layer_resolutions):

@@ -117,7 +117,9 @@ def time_round_robin(
 def synthesis_feeds(g: Generator, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Fresh random styles and noise for a synthesis call (never zeros), by input name."""
     rng = np.random.default_rng(seed)
-    ws = g.styles(z=rng.standard_normal((batch, g.z_dim), dtype=np.float32), psi=0.7)
+    # A conditional model draws a class per image, as users would.
+    labels = rng.integers(0, g.label_size, batch).tolist() if g.label_size else None
+    ws = g.styles(z=rng.standard_normal((batch, g.z_dim), dtype=np.float32), psi=0.7, labels=labels)
     feeds = {name: np.ascontiguousarray(ws[:, i]) for i, name in enumerate(g.meta.w_inputs)}
     return {**feeds, **g.noise(batch, "random", rng)}
 
@@ -184,7 +186,7 @@ def runtime_overhead(g: Generator, batch: int, warmup: int, iters: int, min_seco
         def call() -> None:
             g.mapping.seconds = g.synthesis.seconds = 0.0  # type: ignore[attr-defined]
             t0 = time.perf_counter()
-            g.generate(seeds=seeds, psi=0.7, noise="const", batch_size=batch)
+            g.generate(seeds=seeds, psi=0.7, noise="const", batch_size=batch, label=0 if g.label_size else None)
             totals.append(time.perf_counter() - t0)
             engines.append(g.mapping.seconds + g.synthesis.seconds)  # type: ignore[attr-defined]
 

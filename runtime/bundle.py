@@ -47,6 +47,16 @@ class BundleError(StyleganError, ValueError):
     """A bundle that cannot be used; the message is one line naming the file."""
 
 
+# The mapping graph's inputs: the latent z, and for a class-conditional model the labels c
+# [B, label_size] (one-hot, or any mixture: the label embedding is linear). The one place their
+# names are spelt; export, every backend, the TensorRT profiles and the CLI read them here.
+LATENT_INPUT = "z"
+LABEL_INPUT = "c"
+# No real model has anywhere near this many classes; it keeps a one-hot row's size finite.
+MAX_LABELS = 100_000
+MAX_LABEL_NAME = 200
+
+
 def w_input(layer: int) -> str:
     return f"w_{layer:02d}"
 
@@ -168,6 +178,18 @@ class BundleMeta:
     truncation_cutoff: int | None
     opset: int
     raw: dict[str, Any]
+    # Class conditioning: 0 for an unconditional model (meta.json then has neither field);
+    # label_names defaults to "0".."N-1" when the model names none.
+    label_size: int = 0
+    label_names: tuple[str, ...] = ()
+
+    @property
+    def conditional(self) -> bool:
+        return self.label_size > 0
+
+    @property
+    def mapping_inputs(self) -> list[str]:
+        return [LATENT_INPUT, LABEL_INPUT] if self.label_size else [LATENT_INPUT]
 
     @property
     def w_inputs(self) -> list[str]:
@@ -194,7 +216,10 @@ class BundleMeta:
     def input_shapes(self, model: str) -> dict[str, tuple[int | None, ...]]:
         """Each graph input's shape as meta.json implies it (None: the batch axis)."""
         if model == "mapping":
-            return {"z": (None, self.z_dim)}
+            shapes_m: dict[str, tuple[int | None, ...]] = {LATENT_INPUT: (None, self.z_dim)}
+            if self.label_size:
+                shapes_m[LABEL_INPUT] = (None, self.label_size)
+            return shapes_m
         shapes: dict[str, tuple[int | None, ...]] = {n: (None, self.w_dim) for n in self.w_inputs}
         shapes.update({n: (None, 1, r, r) for n, r in zip(self.noise_inputs, self.layer_resolutions)})
         return shapes
@@ -248,6 +273,7 @@ class BundleMeta:
         if not isinstance(trunc, dict):
             raise BundleError(f"{path}: field 'truncation' must be an object, got {_show(trunc)}")
         cutoff = _field(trunc, "cutoff", path, "truncation.")
+        label_size, label_names = _labels(d, path)
         meta = cls(
             format_version=BUNDLE_FORMAT_VERSION,
             resolution=resolution,
@@ -264,10 +290,36 @@ class BundleMeta:
             # 0: metadata made in memory before export (the PyTorch reference path).
             opset=_int(d, "opset", path, 0, 1000),
             raw=d,
+            label_size=label_size,
+            label_names=label_names,
         )
         if "files" in d:
             _check_file_records(d["files"], path)
         return meta
+
+
+def _labels(d: dict[str, Any], path: Path) -> tuple[int, tuple[str, ...]]:
+    """label_size and label_names of a conditional bundle's meta.json; (0, ()) when it has neither.
+    An unconditional bundle writes neither field, so that its meta.json is as before labels."""
+    if "label_size" not in d:
+        if "label_names" in d:
+            raise BundleError(f"{path}: field 'label_names' without 'label_size'")
+        return 0, ()
+    size = _int(d, "label_size", path, 1, MAX_LABELS)
+    if "label_names" not in d:
+        return size, tuple(str(i) for i in range(size))
+    names = d["label_names"]
+    if not isinstance(names, list) or len(names) != size:
+        got = f"{len(names)} entries" if isinstance(names, list) else _show(names)
+        raise BundleError(f"{path}: field 'label_names' must be a list of label_size={size} names, got {got}")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_LABEL_NAME:
+            raise BundleError(f"{path}: field label_names[{i}] must be a name of 1 to {MAX_LABEL_NAME} characters, "
+                              f"got {_show(name)}")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise BundleError(f"{path}: field 'label_names' names {_show(dup)} twice")
+    return size, tuple(names)
 
 
 def read_meta(path: Path) -> BundleMeta:
@@ -375,7 +427,7 @@ class Bundle:
 
     def check_inputs(self, model: str, names: list[str], path: Path) -> None:
         """Raise if an ONNX graph's or engine's input names disagree with meta.json."""
-        expected = ["z"] if model == "mapping" else self.meta.synthesis_inputs
+        expected = self.meta.mapping_inputs if model == "mapping" else self.meta.synthesis_inputs
         if sorted(names) != sorted(expected):
             missing = sorted(set(expected) - set(names))
             extra = sorted(set(names) - set(expected))
@@ -485,8 +537,10 @@ def verify_bundle(path: str | Path, log: Callable[[str], None] | None = None) ->
                     backend.close()
                 log(f"{p.name}: loads in onnxruntime; inputs and outputs match meta.json")
         m = bundle.meta
-        z = np.random.RandomState(0).randn(1, m.z_dim).astype(np.float32)
-        w = sessions["mapping"].run({"z": z})["w"]
+        feeds_m = {LATENT_INPUT: np.random.RandomState(0).randn(1, m.z_dim).astype(np.float32)}
+        if m.label_size:  # the first class
+            feeds_m[LABEL_INPUT] = np.eye(1, m.label_size, dtype=np.float32)
+        w = sessions["mapping"].run(feeds_m)["w"]
         feeds = {n: w for n in m.w_inputs}
         feeds.update({n: const[n] for n in m.noise_inputs})
         image = sessions["synthesis"].run(feeds)["image"]

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from .backends import Backend, BackendClosed, NoiseRequest, backend_options, open_backend
-from .bundle import Bundle, BundleError, BundleMeta, open_bundle
+from .backends.base import NOISE_MODES
+from .bundle import LABEL_INPUT, LATENT_INPUT, Bundle, BundleError, BundleMeta, open_bundle
 from .images import to_uint8
 from .latents import lerp as _lerp
 from .latents import seeds_to_z, slerp
 
-NOISE_MODES = ("const", "random", "none")
 # The paper's groups of style layers, by resolution: coarse 4-8 px, middle 16-32 px, fine 64+.
 STYLE_RANGES = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
 
@@ -61,6 +61,15 @@ def bounded_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
         raise ArgumentError(f"{name} must be {'at least ' + str(lo) if hi is None else f'in {lo}..{hi}'}, "
                             f"got {value}")
     return int(value)
+
+
+# How many class names an error message lists before "...".
+_NAMES_SHOWN = 8
+
+
+def _class_list(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_NAMES_SHOWN])
+    return shown + (", ..." if len(names) > _NAMES_SHOWN else "")
 
 
 def style_layers(spec: str | Sequence[int], layer_resolutions: Sequence[int]) -> list[int]:
@@ -177,6 +186,15 @@ class Generator:
     def w_avg(self) -> np.ndarray:
         return self.meta.w_avg
 
+    @property
+    def label_size(self) -> int:
+        """Classes of a class-conditional model; 0 when unconditional."""
+        return self.meta.label_size
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.meta.label_names
+
     def describe(self) -> dict[str, str]:
         return {"model": self.source, **self.synthesis.describe()}
 
@@ -204,13 +222,79 @@ class Generator:
     def z_from_seeds(self, seeds: Sequence[int]) -> np.ndarray:
         return seeds_to_z(list(seeds), self.z_dim)
 
-    def map(self, z: np.ndarray) -> np.ndarray:
-        """z [B, z_dim] -> w [B, w_dim]."""
+    def _describe_classes(self) -> str:
+        return f"{self.label_size} classes: {_class_list(self.label_names)}"
+
+    def _class_index(self, label: Any, name: str) -> int:
+        """A class given by index or by name -> its index."""
+        if isinstance(label, str):
+            if label in self.label_names:
+                return self.label_names.index(label)
+            raise ArgumentError(f"{name} {label!r} is not a class of this model ({self._describe_classes()})")
+        if not isinstance(label, numbers.Integral) or isinstance(label, bool):
+            raise ArgumentError(f"{name} must be a class index or name, got {label!r}")
+        if not 0 <= label < self.label_size:
+            raise ArgumentError(f"{name} {label} is outside 0..{self.label_size - 1} ({self._describe_classes()})")
+        return int(label)
+
+    def _check_c(self, c: Any, batch: int) -> np.ndarray:
+        """Labels c as [batch, label_size] float32: one row per sample, or one row ([label_size]
+        or [1, label_size]) for the whole batch."""
+        k = self.label_size
+        c = finite_array(c, "c", f" [B, {k}]")
+        if c.ndim == 1:
+            c = c[None]
+        if c.ndim != 2 or c.shape[1] != k or c.shape[0] not in (1, batch):
+            raise ArgumentError(f"c must be [{batch}, {k}] (or [{k}] for the whole batch), got {list(c.shape)}")
+        return np.ascontiguousarray(np.broadcast_to(c, (batch, k)))
+
+    def labels_to_c(self, batch: int, label: Any = None, labels: Sequence[Any] | None = None,
+                    c: np.ndarray | None = None) -> np.ndarray | None:
+        """The mapping's labels c [batch, label_size] (float32) from one of: `label` (a class index
+        or name, for the whole batch), `labels` (one per sample) or `c` (one-hot rows or any
+        mixture). A conditional model needs exactly one; an unconditional one takes none (None)."""
+        batch = bounded_int(batch, "batch", 0)
+        given = [k for k, v in (("label", label), ("labels", labels), ("c", c)) if v is not None]
+        if not self.label_size:
+            if given:
+                raise ArgumentError(f"{given[0]}= given, but this model is not class-conditional (it takes no labels)")
+            return None
+        if len(given) != 1:
+            if not given:
+                raise ArgumentError(f"this model is class-conditional ({self._describe_classes()}): "
+                                    "give a class with label=, labels= (one per sample) or c=")
+            raise ArgumentError(f"give one of label=, labels= or c=, not {' and '.join(g + '=' for g in given)}")
+        if c is not None:
+            return self._check_c(c, batch)
+        if label is not None:
+            indices = [self._class_index(label, "label")] * batch
+        else:
+            if isinstance(labels, (str, bytes)):
+                raise ArgumentError(f"labels must be a list of {batch} class indices or names, one per sample")
+            try:
+                items = list(labels)  # type: ignore[arg-type]
+            except TypeError:
+                raise ArgumentError(f"labels must be a list of {batch} class indices or names, one per sample, "
+                                    f"got {labels!r}") from None
+            if len(items) != batch:
+                raise ArgumentError(f"labels has {len(items)} entries for {batch} samples (one per sample)")
+            indices = [self._class_index(v, f"labels[{i}]") for i, v in enumerate(items)]
+        out = np.zeros((batch, self.label_size), np.float32)
+        out[np.arange(batch), indices] = 1.0
+        return out
+
+    def map(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """z [B, z_dim] (and, for a class-conditional model, labels c [B, label_size]: one-hot or
+        any mixture; see `labels_to_c`) -> w [B, w_dim]."""
         z = np.ascontiguousarray(finite_array(z, "z", f" [B, {self.z_dim}]"))
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ArgumentError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
+        feeds = {LATENT_INPUT: z}
+        labels = self.labels_to_c(len(z), c=c)
+        if labels is not None:
+            feeds[LABEL_INPUT] = labels
         with self._backend_call():
-            return self.mapping.run({"z": z})["w"]
+            return self.mapping.run(feeds)["w"]
 
     def broadcast(self, w: np.ndarray) -> np.ndarray:
         """w [B, w_dim] -> W+ [B, L, w_dim] (the same style for every layer)."""
@@ -335,9 +419,11 @@ class Generator:
 
     def styles(
         self, seeds: Sequence[int] | None = None, z: np.ndarray | None = None, psi: float | None = None,
-        cutoff: int | None = None,
+        cutoff: int | None = None, label: Any = None, labels: Sequence[Any] | None = None,
+        c: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Truncated W+ styles [B, L, w_dim] for seeds or z."""
+        """Truncated W+ styles [B, L, w_dim] for seeds or z (and, for a class-conditional model,
+        one of label=, labels= or c=; see `labels_to_c`)."""
         if (seeds is None) == (z is None):
             raise ArgumentError("give exactly one of seeds= or z=")
         # Options first: a bad psi or cutoff is refused before any work.
@@ -346,7 +432,11 @@ class Generator:
         if cutoff is not None:
             bounded_int(cutoff, "cutoff", 0, self.num_layers)
         z = self.z_from_seeds(seeds) if seeds is not None else z
-        return self.truncate(self.broadcast(self.map(z)), psi, cutoff)
+        z = finite_array(z, "z", f" [B, {self.z_dim}]")
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ArgumentError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
+        # Labels are checked (and made one-hot) before the mapping runs.
+        return self.truncate(self.broadcast(self.map(z, self.labels_to_c(len(z), label, labels, c))), psi, cutoff)
 
     def check_options(
         self, psi: float | None = None, cutoff: int | None = None, noise: Any = "const", batch_size: int = 1,
@@ -367,11 +457,14 @@ class Generator:
     def generate(
         self, seeds: Sequence[int] | None = None, z: np.ndarray | None = None, psi: float | None = None,
         cutoff: int | None = None, noise: str = "const", bgr: bool = False, noise_seed: int | None = None,
-        batch_size: int = 16, progress: Callable[[int], None] | None = None,
+        batch_size: int = 16, progress: Callable[[int], None] | None = None, label: Any = None,
+        labels: Sequence[Any] | None = None, c: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Images for seeds or z: uint8 [B, H, W, 3]. Large requests run in batches."""
+        """Images for seeds or z: uint8 [B, H, W, 3]. Large requests run in batches. A
+        class-conditional model takes one of `label` (index or name, the whole batch), `labels`
+        (one per sample) or `c` ([B, label_size] one-hot rows or mixtures)."""
         self.check_options(psi, cutoff, noise, batch_size, noise_seed)
-        ws = self.styles(seeds, z, psi, cutoff)
+        ws = self.styles(seeds, z, psi, cutoff, label=label, labels=labels, c=c)
         rng = np.random.default_rng(noise_seed)
         out = []
         for i in range(0, len(ws), batch_size):

@@ -40,6 +40,9 @@ class Walk:
     mix_seed: int | None = None  # styles of this seed copied into every frame's `mix_layers`
     mix_layers: str = "coarse"
     noise: str = "const"
+    # A class-conditional model's class (index or name) for every keyframe and the mix seed;
+    # None for an unconditional model.
+    label: int | str | None = None
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -76,14 +79,19 @@ def walk_styles(g: Any, walk: Walk) -> np.ndarray:
     """W+ styles [F, L, w_dim] of every frame, truncated and mixed as `walk` says."""
     i, j, t = frame_positions(walk)
     z = g.z_from_seeds(list(walk.seeds))
+
+    def mapped(z: np.ndarray) -> np.ndarray:
+        # The walk's class on every row (labels_to_c gives None for an unconditional model).
+        return g.map(z, g.labels_to_c(len(z), label=walk.label)) if walk.label is not None else g.map(z)
+
     if walk.space == "z":
-        w = np.concatenate([g.map(slerp(z[i[s]], z[j[s]], t[s, None])) for s in _chunks(len(t), 256)])
+        w = np.concatenate([mapped(slerp(z[i[s]], z[j[s]], t[s, None])) for s in _chunks(len(t), 256)])
     else:
-        keys = g.map(z)
+        keys = mapped(z)
         w = (keys[i] + (keys[j] - keys[i]) * t[:, None]).astype(np.float32)
     ws = g.truncate(g.broadcast(w), walk.psi, walk.cutoff)
     if walk.mix_seed is not None:
-        src = g.truncate(g.broadcast(g.map(g.z_from_seeds([walk.mix_seed]))), walk.psi, walk.cutoff)
+        src = g.truncate(g.broadcast(mapped(g.z_from_seeds([walk.mix_seed]))), walk.psi, walk.cutoff)
         ws = g.mix(ws, np.broadcast_to(src, ws.shape), walk.mix_layers)
     return ws
 

@@ -141,6 +141,18 @@ def max_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(d.max()) if np.isfinite(d).all() else 1e30  # JSON-safe "broken"
 
 
+def check_labels(rng: np.random.Generator, batch: int, label_size: int) -> np.ndarray | None:
+    """A class-conditional bundle's labels c for the mapping check: random one-hot rows, and
+    random mixtures in every other row (the engine must read c as a linear input, not an index);
+    None for an unconditional bundle."""
+    if not label_size:
+        return None
+    c = np.eye(label_size, dtype=np.float32)[rng.integers(0, label_size, batch)]
+    mix = rng.random((batch, label_size)).astype(np.float32)
+    c[1::2] = (mix / mix.sum(axis=1, keepdims=True))[1::2]
+    return c
+
+
 def fidelity_rows(bundle: Path, rng: np.random.Generator) -> list[dict[str, Any]]:
     """Each engine against onnxruntime FP32 on the CPU, on fresh latents, at every CHECK_BATCHES size."""
     from stylegan_edge.runtime import Generator
@@ -151,16 +163,17 @@ def fidelity_rows(bundle: Path, rng: np.random.Generator) -> list[dict[str, Any]
         cases = []
         for batch in CHECK_BATCHES:
             z = rng.standard_normal((batch, reference.z_dim)).astype(np.float32)
-            w = reference.map(z)
+            c = check_labels(rng, batch, reference.label_size)
+            w = reference.map(z, c)
             ws = reference.broadcast(w)
-            cases.append((batch, z, w, ws, reference.synthesize_float(ws, noise="const")))
+            cases.append((batch, z, c, w, ws, reference.synthesize_float(ws, noise="const")))
     finally:
         reference.close()
     for precision in PRECISIONS:
         g = Generator(bundle, backend="tensorrt", precision=precision)
         try:
-            for batch, z, w, ws, images in cases:
-                w_trt = g.map(z)
+            for batch, z, c, w, ws, images in cases:
+                w_trt = g.map(z, c)
                 out = g.synthesize_float(ws, noise="const")  # the reference's styles: synthesis alone
                 p = psnr_db(out, images)
                 row = {"bundle": bundle.name, "precision": precision, "batch": batch,

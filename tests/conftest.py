@@ -56,6 +56,19 @@ def tiny_bundle(tiny_G, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sealed_tiny_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """A copy of the tiny bundle whose meta records every file (tests that edit a graph re-seal
+    their own copy with tests/bundles.py `seal`)."""
+    import shutil
+
+    from .bundles import seal
+
+    dst = tmp_path_factory.mktemp("sealed") / "tiny.sgbundle"
+    shutil.copytree(tiny_bundle, dst, ignore=shutil.ignore_patterns(".*"))
+    return seal(dst)
+
+
+@pytest.fixture(scope="session")
 def tiny_fused_cfg() -> ModelConfig:
     """Tiny widths at 128 px, so the fused (transposed) upsampling path is exercised."""
     return dataclasses.replace(TINY, resolution=128, fmap_base=256, fmap_max=16)

@@ -26,10 +26,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def sealed(tiny_bundle, tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("sealed") / "tiny.sgbundle"
-    shutil.copytree(tiny_bundle, dst, ignore=shutil.ignore_patterns(".*"))
-    return seal(dst)
+def sealed(sealed_tiny_bundle) -> Path:
+    return sealed_tiny_bundle
 
 
 @pytest.fixture

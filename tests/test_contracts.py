@@ -180,3 +180,28 @@ def test_sidecar_keeps_its_build_path_key_in_place():
     assert "build_mode" not in d and d["build_path"] == "weak_typed"
     assert keys[keys.index("onnx_sha256") + 1] == "build_path"  # where version 1 sidecars have it
     assert EngineMeta.from_dict(json.loads(json.dumps(d)), Path("s.json")) == meta
+
+
+def test_noise_modes_are_one_tuple_shared_by_training_and_runtime(sources):
+    from stylegan_edge.runtime.backends.base import NOISE_MODES
+    from stylegan_edge.training import networks
+
+    defined = sorted(path for path, tree in sources.items() if "NOISE_MODES" in _module_assignments(tree))
+    assert defined == ["runtime/backends/base.py"]
+    assert networks.NOISE_MODES is NOISE_MODES
+
+
+def test_onnxruntime_sessions_are_made_in_one_place(sources):
+    makers = sorted(path for path, tree in sources.items() for node in ast.walk(tree)
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "InferenceSession")
+    assert makers == ["runtime/backends/onnxruntime.py"]
+
+
+def test_the_layer_structure_is_computed_in_one_function(sources):
+    """Only ModelConfig.synthesis_layers walks the resolutions to make style layers: nobody else
+    spells the `2 * log2 - 2` layer arithmetic or the parity rule of which layer upsamples."""
+    parity = re.compile(r"%\s*2\s*==\s*1|i\s*//\s*2\s*\+\s*2|layer\s*//\s*2")
+    spelled = sorted(path for path, tree in sources.items()
+                     if parity.search(ast.unparse(tree)) and path != "training/config.py")
+    assert spelled == []

@@ -305,3 +305,21 @@ def test_the_export_command_names_a_full_disk_in_one_line(tiny_checkpoint, tmp_p
     assert len(errors) == 1 and "File too large" in errors[0], r.stderr
     assert not (tmp_path / "x.sgbundle").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_table1_baseline_exports_as_trained_with_constant_convolution_weights(tmp_path):
+    """Configuration A (no styles, pixel norm, no blur) exports only with --graph reference; its
+    run-time-computed weights are folded so every convolution reads an initializer."""
+    import dataclasses
+
+    from stylegan_edge.export.onnx_export import ExportConfig
+
+    cfg = dataclasses.replace(TINY, use_styles=False, use_pixel_norm=True, use_instance_norm=False, use_blur=False,
+                              fused_up_min_res=16)
+    G = randomized_generator(cfg)
+    out = export_bundle(G, tmp_path / "a.sgbundle", ExportConfig(graph="reference"))
+    model = onnx.load(out / "synthesis.onnx")
+    inits = {i.name for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert any(n.op_type == "ConvTranspose" for n in convs)
+    assert all(n.input[1] in inits for n in convs)

@@ -4,7 +4,6 @@ batch_size 0, wrongly shaped noise, and NaN/inf anywhere a number goes in."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
@@ -18,16 +17,12 @@ from stylegan_edge.runtime import BundleError, Generator
 from stylegan_edge.runtime.generator import ArgumentError, GeneratorClosed
 from stylegan_edge.runtime.latents import SeedError, seeds_to_z
 
-from .bundles import seal
-
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def sealed(tiny_bundle, tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("api") / "tiny.sgbundle"
-    shutil.copytree(tiny_bundle, dst, ignore=shutil.ignore_patterns(".*"))
-    return seal(dst)
+def sealed(sealed_tiny_bundle) -> Path:
+    return sealed_tiny_bundle
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,7 @@ def test_style_mixing_switches_latents_once_at_a_layer_within_range():
     G = Generator(TINY)
     b, n = 64, G.num_layers
     ws1, ws2 = torch.zeros(b, n, TINY.w_dim), torch.ones(b, n, TINY.w_dim)
-    mixed = G.mix(ws1, ws2, prob=1.0, generator=torch.Generator().manual_seed(0))
+    mixed = G.mixing_regularisation(ws1, ws2, prob=1.0, generator=torch.Generator().manual_seed(0))
     from_second = mixed[:, :, 0] == 1
     cuts = from_second.float().argmax(1)
     assert torch.all(cuts >= 1)  # the first layer always comes from the first latent
@@ -138,7 +138,8 @@ def test_style_mixing_switches_latents_once_at_a_layer_within_range():
 def test_style_mixing_probability_is_the_share_of_mixed_samples():
     G = Generator(TINY)
     b, n = 4000, G.num_layers
-    mixed = G.mix(torch.zeros(b, n, 1), torch.ones(b, n, 1), prob=0.9, generator=torch.Generator().manual_seed(0))
+    mixed = G.mixing_regularisation(torch.zeros(b, n, 1), torch.ones(b, n, 1), prob=0.9,
+                                    generator=torch.Generator().manual_seed(0))
     share = (mixed[:, -1, 0] == 1).float().mean().item()
     assert 0.87 < share < 0.93
 

@@ -375,13 +375,16 @@ def test_the_payload_is_live_under_plain_pickle(tmp_path):
 
 
 def test_build_module_source_is_never_executed(tmp_path):
-    """The official __setstate__ executes build_module_src; the converter keeps it as text."""
+    """The official __setstate__ executes build_module_src; the converter keeps it as text, and
+    (issue 15) reads it without running it: a source that is not NVIDIA's build module is refused."""
     marker = tmp_path / "pwned"
     src = f"open({str(marker)!r}, 'w').close()\n"
     path = repickled(tmp_path, build_module_src=src)
-    imp = import_official(path)
+    with pytest.raises(OfficialPickleError, match="build_module_src") as e:
+        import_official(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
     assert load_official_pickle(path)["Gs"].build_module_src == src
-    assert imp.config.resolution == 32 and not marker.exists()
+    assert not marker.exists()
 
 
 def test_attributes_set_on_allowed_names_do_not_reach_the_reader(tmp_path):
@@ -450,14 +453,16 @@ def test_not_a_network_tuple_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        ({"use_pixel_norm": True}, "use_pixel_norm"),
-        ({"use_instance_norm": False}, "use_instance_norm"),
         ({"nonlinearity": "relu"}, "nonlinearity"),
-        ({"blur_filter": None}, "blur_filter"),
+        ({"mapping_nonlinearity": "relu"}, "mapping_nonlinearity"),
+        ({"normalize_latents": False}, "normalize_latents"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"blur_filter": None}, "blur_filter"),  # G without blur, D with: one config cannot hold both
+        ({"blur_filter": [1, 3, 3, 1]}, "blur_filter"),
         ({"use_wscale": False}, "use_wscale"),
-        ({"label_size": 10}, "label_size"),
+        ({"label_size": 10}, "label_size"),  # G conditional, D not
         ({"structure": "spiral"}, "structure"),
-        ({"fused_scale": True}, "fused_scale"),  # G fused everywhere, D 'auto': one config cannot hold both
+        ({"fused_scale": "always"}, "fused_scale"),
     ],
 )
 def test_unsupported_build_arguments_give_one_line(tmp_path, change, named):
@@ -474,19 +479,61 @@ def test_unsupported_build_arguments_give_one_line(tmp_path, change, named):
     assert "\n" not in str(e.value) and str(path) in str(e.value)
 
 
+def _changed_g(tmp_path: Path, change: dict, d_change: dict | None = None) -> Path:
+    """tiny32 with build arguments changed in G and Gs (and their components), and in D."""
+    recs = load_official_pickle(DATA / "tiny32.pkl")
+
+    def changed(rec: NetworkRecord, extra: dict) -> _Network:
+        comps = {k: changed(c, extra) for k, c in rec.components.items()}
+        return _Network(_state(rec, static_kwargs=dict(rec.static_kwargs, **extra), components=comps))
+
+    nets = (changed(recs["G"], change), changed(recs["D"], d_change or {}), changed(recs["Gs"], change))
+    return write_official(tmp_path / "x.pkl", nets)
+
+
+@pytest.mark.parametrize(
+    ("change", "d_change", "fields"),
+    [
+        # Table 1's switches, which our networks implement (official layer_epilogue order).
+        ({"use_pixel_norm": True}, {}, {"use_pixel_norm": True}),
+        ({"use_instance_norm": False}, {}, {"use_instance_norm": False}),
+        ({"blur_filter": None}, {"blur_filter": None}, {"use_blur": False}),
+        # G fused everywhere, D by its own 'auto' threshold: the two thresholds are told apart.
+        ({"fused_scale": True}, {}, {"fused_up_min_res": 8, "d_fused_min_res": 128}),
+        ({}, {"fused_scale": False}, {"fused_up_min_res": 128, "d_fused_min_res": 64}),
+    ],
+)
+def test_build_arguments_our_networks_implement_convert(tmp_path, change, d_change, fields):
+    cfg = import_official(_changed_g(tmp_path, change, d_change)).config
+    assert {k: getattr(cfg, k) for k in fields} == fields
+
+
+def test_lod_outside_the_networks_range_gives_one_line(tmp_path):
+    recs = load_official_pickle(DATA / "tiny32.pkl")
+    for bad in (np.float32(3.5), np.float32(-1), np.float32("nan"), np.ones(2, np.float32)):
+        variables = dict(recs["Gs"].variables, lod=bad)
+        path = repickled(tmp_path, variables=list(variables.items()))
+        with pytest.raises(UnsupportedNetworkError, match=r"lod=.*a level of detail is a number in \[0, 3\]") as e:
+            import_official(path)
+        assert "\n" not in str(e.value)
+
+
 def test_other_build_function_gives_one_line(tmp_path):
     path = repickled(tmp_path, build_func_name="G_paper")
     with pytest.raises(UnsupportedNetworkError, match="G_paper, not the official StyleGAN G_style"):
         import_official(path)
 
 
-def test_network_in_the_middle_of_progressive_growing_gives_one_line(tmp_path):
+def test_network_in_the_middle_of_progressive_growing_converts_at_its_lod(tmp_path):
+    # Issue 15: such snapshots convert (tests/test_official_v4.py checks one against Gs.run); Gs's
+    # lod set here alone, so G and D stay finished networks.
     recs = load_official_pickle(DATA / "tiny32.pkl")
     variables = dict(recs["Gs"].variables, lod=np.float32(1.5))
     path = repickled(tmp_path, variables=list(variables.items()))
-    with pytest.raises(UnsupportedNetworkError, match="lod=1.5") as e:
-        import_official(path)
-    assert "\n" not in str(e.value)
+    imp = import_official(path)
+    assert imp.config.progressive and imp.lod == imp.G_ema.lod == 1.5
+    assert imp.G.lod == imp.D.lod_value == 0.0 and imp.ignored == ()
+    assert "lod 1.5" in imp.summary() and "\n" not in imp.summary()
 
 
 def test_unknown_variable_gives_one_line(tmp_path):

@@ -20,6 +20,40 @@ class ConfigError(StyleganError, ValueError):
 
 
 @dataclass(frozen=True)
+class SynthesisLayerSpec:
+    """One style layer of the synthesis network, as every stage sees it.
+
+    `conv`: "none" for the 4x4 input's own layer (the learned constant or the dense input, no
+    convolution), "conv" for a 3x3 convolution, "up" for 2x upsampling then a 3x3 convolution
+    (`fused`: the official transposed-convolution form, from `fused_up_min_res` up; `blur`: the
+    [1, 2, 1] filter after it). `scope` is the official variable scope (G_synthesis).
+    """
+
+    index: int
+    resolution: int
+    in_channels: int
+    out_channels: int
+    conv: str
+    fused: bool
+    blur: bool
+    scope: str
+
+
+@dataclass(frozen=True)
+class DiscriminatorBlockSpec:
+    """One discriminator block: 3x3 conv at `resolution` (in_channels), then the downsampling
+    3x3 conv to out_channels (`fused`: one strided 4x4 convolution; `blur` before it)."""
+
+    index: int
+    resolution: int
+    in_channels: int
+    out_channels: int
+    fused: bool
+    blur: bool
+    scope: str
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to build the generator and discriminator.
 
@@ -55,9 +89,19 @@ class ModelConfig:
     # A ToRGB per resolution in G and a FromRGB per resolution in D, and a level of detail (lod)
     # that fades them in (official structure 'linear'/'recursive'); False: the fixed network.
     progressive: bool = False
-    # Official 'auto' fused_scale: a transposed convolution from this resolution up,
-    # nearest upsampling + 3x3 convolution below it.
+    # Official 'auto' fused_scale: in G a transposed convolution from this output resolution up,
+    # nearest upsampling + 3x3 convolution below it; in D a strided convolution from
+    # `fused_down_min_res` (input resolution) up, convolution + average pooling below. The
+    # official code has one threshold in each function (`upscale2d_conv2d`, `conv2d_downscale2d`)
+    # and people edit them apart. None: the same as fused_up_min_res (configurations written
+    # before the two were told apart).
     fused_up_min_res: int = 128
+    fused_down_min_res: int | None = None
+    # Class conditioning (official `label_size`): the mapping embeds a one-hot label [B, label_size]
+    # and concatenates it to z; the discriminator scores every class and keeps the labelled one.
+    # 0: unconditional. `label_names` (empty, or one per class) travel to bundles and the CLI.
+    label_size: int = 0
+    label_names: tuple[str, ...] = ()
     # Discriminator.
     mbstd_group_size: int = 4
     mbstd_features: int = 1
@@ -75,6 +119,10 @@ class ModelConfig:
             raise ConfigError(f"resolution must be a power of two >= 4, got {res}")
         if not self.use_mapping and self.z_dim != self.w_dim:
             raise ConfigError("use_mapping=False needs z_dim == w_dim (w is the normalised z)")
+        if self.label_size and not self.use_mapping:
+            raise ConfigError("label_size > 0 needs the mapping network (use_mapping=True): labels enter through it")
+        if self.label_names and len(self.label_names) != self.label_size:
+            raise ConfigError(f"label_names has {len(self.label_names)} names for label_size={self.label_size}")
         if self.use_mapping and self.mapping_layers < 1:
             raise ConfigError("mapping_layers must be >= 1 when use_mapping is on")
         if self.truncation_cutoff is not None and not 0 <= self.truncation_cutoff <= self.num_layers:
@@ -111,12 +159,45 @@ class ModelConfig:
         """Feature maps of a stage, as the official `nf(stage)`."""
         return min(int(self.fmap_base / (2.0 ** (stage * self.fmap_decay))), self.fmap_max)
 
+    @property
+    def d_fused_min_res(self) -> int:
+        """The discriminator's fused-downsampling threshold (input resolution)."""
+        return self.fused_up_min_res if self.fused_down_min_res is None else self.fused_down_min_res
+
+    def synthesis_layers(self) -> tuple[SynthesisLayerSpec, ...]:
+        """The style layers, in order: the one description of the synthesis structure that the
+        networks, the inference graph, the FLOP count, the official-pickle mapping and the bundle's
+        layer table (and so the runtime's named style ranges) are built from. Two per resolution:
+        at 4x4 the input's own layer and a 3x3 convolution; above, an upsampling convolution and a
+        3x3 convolution, with the official nf(stage) channels (stage = log2(resolution) - 1)."""
+        c4 = self.channels(1)
+        first = "4x4/Const" if self.const_input else "4x4/Dense"
+        specs = [
+            SynthesisLayerSpec(0, 4, c4, c4, "none", False, False, first),
+            SynthesisLayerSpec(1, 4, c4, c4, "conv", False, False, "4x4/Conv"),
+        ]
+        for log2 in range(3, self.log2_res + 1):
+            res, c_in, c_out = 2**log2, self.channels(log2 - 2), self.channels(log2 - 1)
+            i = len(specs)
+            specs.append(SynthesisLayerSpec(i, res, c_in, c_out, "up", res >= self.fused_up_min_res, self.use_blur,
+                                            f"{res}x{res}/Conv0_up"))
+            specs.append(SynthesisLayerSpec(i + 1, res, c_out, c_out, "conv", False, False, f"{res}x{res}/Conv1"))
+        return tuple(specs)
+
+    def discriminator_blocks(self) -> tuple[DiscriminatorBlockSpec, ...]:
+        """The discriminator's blocks from the full resolution down to 8x8 (the 4x4 head is fixed)."""
+        return tuple(
+            DiscriminatorBlockSpec(j, 2**log2, self.channels(log2 - 1), self.channels(log2 - 2),
+                                   2**log2 >= self.d_fused_min_res, self.use_blur, f"{2**log2}x{2**log2}")
+            for j, log2 in enumerate(range(self.log2_res, 2, -1))
+        )
+
     def layer_resolution(self, layer: int) -> int:
-        return 2 ** (layer // 2 + 2)
+        return self.synthesis_layers()[layer].resolution
 
     def layer_channels(self, layer: int) -> int:
-        """Output channels of style layer `layer` (stage = log2(res) - 1)."""
-        return self.channels(layer // 2 + 1)
+        """Output channels of style layer `layer`."""
+        return self.synthesis_layers()[layer].out_channels
 
     def to_dict(self) -> dict[str, Any]:
         # Fields added after models were shipped are written only when they differ from their
@@ -126,6 +207,8 @@ class ModelConfig:
         for name, default in _LATER_FIELDS.items():
             if d[name] == default:
                 del d[name]
+        if "label_names" in d:
+            d["label_names"] = list(d["label_names"])
         return d
 
     def to_json(self) -> str:
@@ -137,6 +220,9 @@ class ModelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown model configuration keys: {', '.join(unknown)}")
+        data = dict(data)
+        if isinstance(data.get("label_names"), list):  # JSON has no tuples
+            data["label_names"] = tuple(data["label_names"])
         return cls(**data)
 
     @classmethod
@@ -160,6 +246,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "fused_up_min_res": (0, 1 << 16),
     "mbstd_group_size": (0, 1024),
     "mbstd_features": (0, 8192),
+    "label_size": (0, 100_000),
 }
 _FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "fmap_decay": (0.0, 16.0),
@@ -172,7 +259,9 @@ _BOOL_FIELDS = ("use_mapping", "const_input", "use_noise", "use_styles", "use_pi
 # Fields added later, with the defaults that reproduce the network as it was before them.
 _LATER_FIELDS: dict[str, Any] = {
     "use_styles": True, "use_pixel_norm": False, "use_instance_norm": True, "use_blur": True, "progressive": False,
+    "label_size": 0, "label_names": (), "fused_down_min_res": None,
 }
+MAX_LABEL_NAME = 200
 
 
 def _check_fields(cfg: ModelConfig) -> None:
@@ -194,6 +283,15 @@ def _check_fields(cfg: ModelConfig) -> None:
         value = getattr(cfg, name)
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
+    down = cfg.fused_down_min_res
+    if down is not None and (isinstance(down, bool) or not isinstance(down, int) or not 0 <= down <= 1 << 16):
+        raise ConfigError(f"fused_down_min_res must be null or an integer in [0, {1 << 16}], got {down!r}")
+    names = cfg.label_names
+    if not isinstance(names, tuple) or not all(isinstance(n, str) and 0 < len(n) <= MAX_LABEL_NAME for n in names):
+        raise ConfigError(f"label_names must be a list of non-empty names of at most {MAX_LABEL_NAME} characters")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(f"label_names names {dup!r} twice (a class is chosen by its one name)")
     cutoff = cfg.truncation_cutoff
     if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int)):
         raise ConfigError(f"truncation_cutoff must be an integer or null, got {cutoff!r}")
@@ -209,31 +307,30 @@ def parameter_count(cfg: ModelConfig) -> int:
     def dense(n_in: int, n_out: int, bias: bool = True) -> int:
         return n_in * n_out + (n_out if bias else 0)
 
-    def style_layer(ch: int, res: int, conv_in: int | None) -> int:
-        n = (9 * conv_in * ch if conv_in is not None else 0) + (dense(w, 2 * ch) if cfg.use_styles else 0) + ch
+    def style_layer(spec: SynthesisLayerSpec) -> int:
+        ch, res = spec.out_channels, spec.resolution
+        n = (9 * spec.in_channels * ch if spec.conv != "none" else 0) + (dense(w, 2 * ch) if cfg.use_styles else 0) + ch
         return n + (ch + res * res if cfg.use_noise else 0)
 
     g = 0
     if cfg.use_mapping:
-        dims = [cfg.z_dim] + [cfg.mapping_width] * (cfg.mapping_layers - 1) + [w]
-        g += sum(dense(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        z_in = 2 * cfg.z_dim if cfg.label_size else cfg.z_dim  # z and the label's embedding, concatenated
+        dims = [z_in] + [cfg.mapping_width] * (cfg.mapping_layers - 1) + [w]
+        g += sum(dense(a, b) for a, b in zip(dims[:-1], dims[1:])) + cfg.label_size * cfg.z_dim
     g += w  # w_avg
     g += c(1) * 16 if cfg.const_input else dense(w, c(1) * 16, bias=False)
-    g += style_layer(c(1), 4, None) + style_layer(c(1), 4, c(1))
-    for stage in range(3, log2 + 1):
-        res, c_in, c_out = 2**stage, c(stage - 2), c(stage - 1)
-        g += style_layer(c_out, res, c_in) + style_layer(c_out, res, c_out)
+    g += sum(style_layer(spec) for spec in cfg.synthesis_layers())
     g += c(log2 - 1) * cfg.img_channels + cfg.img_channels  # toRGB and its bias
 
     d = cfg.img_channels * c(log2 - 1) + c(log2 - 1)  # fromRGB and its bias
     if cfg.progressive:  # a ToRGB and a FromRGB for every lower resolution, 4x4 up
         g += sum(c(stage - 1) * cfg.img_channels + cfg.img_channels for stage in range(2, log2))
         d += sum(cfg.img_channels * c(stage - 1) + c(stage - 1) for stage in range(2, log2))
-    for stage in range(log2, 2, -1):
-        c_in, c_out = c(stage - 1), c(stage - 2)
+    for block in cfg.discriminator_blocks():
+        c_in, c_out = block.in_channels, block.out_channels
         d += 9 * c_in * c_in + c_in + 9 * c_in * c_out + c_out
     mbstd = cfg.mbstd_features if cfg.mbstd_group_size > 1 else 0
-    d += 9 * (c(1) + mbstd) * c(1) + c(1) + dense(c(1) * 16, c(0)) + dense(c(0), 1)
+    d += 9 * (c(1) + mbstd) * c(1) + c(1) + dense(c(1) * 16, c(0)) + dense(c(0), max(cfg.label_size, 1))
     return g + d
 
 

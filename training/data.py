@@ -5,6 +5,15 @@
 to R x R with a Lanczos filter. With `xflip` the dataset is twice as long and its second half
 is the first mirrored, as in the official StyleGAN datasets, so every epoch is reproducible.
 
+Class labels (for class-conditional training; `label_size`, `label_names`, `label(i)`): a
+`dataset.json` at the root of a folder or zip, as NVlabs/stylegan2-ada-pytorch's dataset_tool
+writes it (`{"labels": [["00000/img00000000.png", 6], ...]}` or `"labels": null`; read from its
+dataset_tool.py and training/dataset.py), with class indices; label_size is the largest index + 1,
+or the length of an optional `"label_names"` list. Without a dataset.json, a folder or zip whose
+images all sit in first-level subfolders, two or more, has one class per subfolder
+(`data/<class name>/...`, names sorted). `synthetic:faces-classes` has the procedural hair classes.
+A label missing, malformed or out of range, or naming no image, is one DatasetError naming the file.
+
 Unreadable files raise `DatasetError` naming the file when they are read; `validate()` reads
 every file up front. Zip archives are opened lazily in each process, so DataLoader workers
 (forked or spawned) never share a file offset.
@@ -13,6 +22,7 @@ every file up front. Zip archives are opened lazily in each process, so DataLoad
 from __future__ import annotations
 
 import io
+import json
 import operator
 import os
 import zipfile
@@ -30,7 +40,9 @@ from stylegan_edge.runtime.errors import StyleganError
 from . import procedural
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-SYNTHETIC_KINDS = ("faces",)
+SYNTHETIC_KINDS = ("faces", "faces-classes")
+LABELS_FILE = "dataset.json"
+MAX_LABELS = 100_000  # as ModelConfig's label_size range
 SYNTHETIC_DEFAULT_LENGTH = 100_000
 
 # What decoding a bad file raises, by library: Pillow (OSError, SyntaxError for broken PNG
@@ -117,6 +129,32 @@ class ImageDataset(torch.utils.data.Dataset):
         self.resolution = check_resolution(resolution)
         self.num_images = num_images
         self.xflip = xflip
+        # Class labels: int64 [num_images] class indices, or None for an unlabelled dataset.
+        self.raw_labels: np.ndarray | None = None
+        self.label_size = 0
+        self.label_names: tuple[str, ...] = ()
+
+    @property
+    def has_labels(self) -> bool:
+        return self.raw_labels is not None
+
+    def label(self, index: int) -> int:
+        """The class index of item `index` (a mirrored copy keeps its original's class)."""
+        if self.raw_labels is None:
+            raise DatasetError(f"{self.source}: the dataset has no class labels")
+        return int(self.raw_labels[self._raw(index)[0]])
+
+    def labels(self, indices: Sequence[int]) -> np.ndarray:
+        """Class indices of the items, int64 [N]."""
+        if self.raw_labels is None:
+            raise DatasetError(f"{self.source}: the dataset has no class labels")
+        return self.raw_labels[[self._raw(int(i))[0] for i in indices]].astype(np.int64)
+
+    def all_labels(self) -> np.ndarray:
+        """Class indices of every item in order, int64 [len(self)] (the label distribution)."""
+        if self.raw_labels is None:
+            raise DatasetError(f"{self.source}: the dataset has no class labels")
+        return np.tile(self.raw_labels, 2 if self.xflip else 1).astype(np.int64)
 
     # The part a subclass provides.
     def _load(self, raw_index: int) -> np.ndarray:
@@ -166,7 +204,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         flip = ", xflip" if self.xflip else ""
-        return f"{type(self).__name__}({self.source!r}, {self.resolution}px, {self.num_images} images{flip})"
+        classes = f", {self.label_size} classes" if self.has_labels else ""
+        return f"{type(self).__name__}({self.source!r}, {self.resolution}px, {self.num_images} images{flip}{classes})"
 
 
 def _subset(names: list[str], max_images: int | None, seed: int) -> list[str]:
@@ -188,6 +227,28 @@ class _FileDataset(ImageDataset):
 
     def _read(self, name: str) -> bytes | Path:
         raise NotImplementedError
+
+    def _read_labels_file(self) -> bytes | None:
+        """The bytes of the root dataset.json, or None when there is none."""
+        raise NotImplementedError
+
+    def _attach_labels(self, all_names: list[str]) -> None:
+        """Labels of `self.names` from dataset.json, else from per-class folders (module doc)."""
+        data = self._read_labels_file()
+        if data is not None:
+            found = _labels_from_json(self.source, data, all_names)
+            if found is None:  # "labels": null, as dataset_tool writes for unlabelled data
+                return
+            by_name, size, names = found
+        else:
+            tops = {n.split("/", 1)[0] for n in all_names}
+            if len(tops) < 2 or any("/" not in n for n in all_names):
+                return
+            names = tuple(sorted(tops))
+            index = {c: i for i, c in enumerate(names)}
+            by_name, size = {n: index[n.split("/", 1)[0]] for n in all_names}, len(names)
+        self.raw_labels = np.array([by_name[n] for n in self.names], dtype=np.int64)
+        self.label_size, self.label_names = size, names
 
     def _decode(self, raw_index: int) -> Image.Image:
         name = self.names[raw_index]
@@ -239,10 +300,21 @@ class FolderDataset(_FileDataset):
             rel = Path(dirpath).relative_to(self.root)
             names += [(rel / f).as_posix() for f in filenames
                       if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
-        super().__init__(source, resolution, _subset(sorted(names), max_images, seed), xflip)
+        names.sort()
+        super().__init__(source, resolution, _subset(names, max_images, seed), xflip)
+        self._attach_labels(names)
 
     def _read(self, name: str) -> Path:
         return self.root / name
+
+    def _read_labels_file(self) -> bytes | None:
+        path = self.root / LABELS_FILE
+        if not path.is_file():
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise DatasetError(f"{path}: cannot read ({_one_line(e)})") from None
 
 
 class ZipDataset(_FileDataset):
@@ -259,8 +331,10 @@ class ZipDataset(_FileDataset):
                 members = zf.namelist()
         except (zipfile.BadZipFile, OSError) as e:
             raise DatasetError(f"{source}: not a readable zip file ({_one_line(e)})") from None
-        names = [m for m in members if _is_image_member(m)]
-        super().__init__(source, resolution, _subset(sorted(names), max_images, seed), xflip)
+        names = sorted(m for m in members if _is_image_member(m))
+        self._has_labels_file = LABELS_FILE in members
+        super().__init__(source, resolution, _subset(names, max_images, seed), xflip)
+        self._attach_labels(names)
 
     def _archive(self) -> zipfile.ZipFile:
         # A zip handle shared across fork() shares its file offset: reopen in each process.
@@ -271,6 +345,14 @@ class ZipDataset(_FileDataset):
 
     def _read(self, name: str) -> bytes:
         return self._archive().read(name)
+
+    def _read_labels_file(self) -> bytes | None:
+        if not self._has_labels_file:
+            return None
+        try:
+            return self._archive().read(LABELS_FILE)
+        except _DECODE_ERRORS as e:
+            raise DatasetError(f"{self.source}: cannot read {LABELS_FILE} ({_one_line(e)})") from None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -283,6 +365,52 @@ class ZipDataset(_FileDataset):
             self._zip = None
 
 
+def _labels_from_json(source: str, data: bytes, names: list[str]
+                      ) -> tuple[dict[str, int], int, tuple[str, ...]] | None:
+    """{image name: class}, label_size and class names from a dataset.json, checked against the
+    dataset's images `names`; None for `"labels": null`. One DatasetError line naming the file."""
+    where = f"{source}: {LABELS_FILE}"
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise DatasetError(f"{where}: not valid JSON ({_one_line(e)})") from None
+    if not isinstance(doc, dict) or "labels" not in doc:
+        raise DatasetError(f'{where}: expected an object with a "labels" list')
+    entries = doc["labels"]
+    if entries is None:
+        return None
+    if not isinstance(entries, list):
+        raise DatasetError(f'{where}: "labels" must be a list of [file name, class index] pairs or null')
+    label_names: tuple[str, ...] = ()
+    if "label_names" in doc:  # an extension: class names, which also fix label_size
+        raw = doc["label_names"]
+        if (not isinstance(raw, list) or not 0 < len(raw) <= MAX_LABELS
+                or not all(isinstance(n, str) and 0 < len(n) <= 200 for n in raw)):
+            raise DatasetError(f'{where}: "label_names" must be a list of 1 to {MAX_LABELS} non-empty names')
+        label_names = tuple(raw)
+    limit = len(label_names) or MAX_LABELS
+    known = set(names)
+    by_name: dict[str, int] = {}
+    for entry in entries:
+        if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str):
+            raise DatasetError(f"{where}: each label must be a [file name, class index] pair, got {entry!r:.80}")
+        name, value = entry[0].replace("\\", "/"), entry[1]
+        if name not in known:
+            raise DatasetError(f"{where}: labels {name}, which is not an image of the dataset")
+        if isinstance(value, list):
+            raise DatasetError(f"{where}: {name}: label vectors are not supported, only class indices")
+        cls = _as_int(value, -1)  # floats, strings and booleans are not class indices
+        if not 0 <= cls < limit:
+            raise DatasetError(f"{where}: {name}: class index {value!r} out of range [0, {limit})")
+        by_name[name] = cls
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DatasetError(f"{where}: no label for {missing[0]}{more}")
+    size = len(label_names) or max(by_name.values()) + 1
+    return by_name, size, label_names
+
+
 def _is_image_member(name: str) -> bool:
     parts = name.split("/")
     return (not name.endswith("/") and name.lower().endswith(IMAGE_EXTENSIONS)
@@ -290,7 +418,8 @@ def _is_image_member(name: str) -> bool:
 
 
 class SyntheticFaces(ImageDataset):
-    """The procedural faces of `procedural.py`, image i = render_face(i, R, seed).
+    """The procedural faces of `procedural.py`, image i = render_face(i, R, seed); with `classes`
+    (`synthetic:faces-classes`) the faces of `procedural.render_class_faces`, labelled by hair class.
 
     With a cache file (`procedural.cache_faces`) the images are rendered once and memory-mapped.
     """
@@ -298,11 +427,15 @@ class SyntheticFaces(ImageDataset):
     kind = "synthetic"
 
     def __init__(self, source: str, resolution: int, length: int, *, xflip: bool, seed: int,
-                 cache: Path | None = None) -> None:
+                 cache: Path | None = None, classes: bool = False) -> None:
         super().__init__(source, resolution, length, xflip)
         self.seed = seed
         self.cache = cache
+        self.classes = classes
         self._array: np.ndarray | None = None
+        if classes:
+            self.raw_labels = np.arange(length, dtype=np.int64) % len(procedural.HAIR_CLASSES)
+            self.label_size, self.label_names = len(procedural.CLASS_NAMES), procedural.CLASS_NAMES
 
     def _cached(self) -> np.ndarray | None:
         if self.cache is None:
@@ -315,13 +448,17 @@ class SyntheticFaces(ImageDataset):
         arr = self._cached()
         if arr is not None:
             return np.array(arr[raw_index])
-        return procedural.render_face(raw_index, self.resolution, self.seed)
+        return self._render([raw_index])[0]
+
+    def _render(self, raw_indices: Sequence[int]) -> np.ndarray:
+        render = procedural.render_class_faces if self.classes else procedural.render_faces
+        return render(raw_indices, self.resolution, self.seed)
 
     def _load_many(self, raw_indices: Sequence[int]) -> list[np.ndarray]:
         arr = self._cached()
         if arr is not None:
             return list(arr[np.asarray(raw_indices, dtype=np.int64)])
-        return list(procedural.render_faces(raw_indices, self.resolution, self.seed))
+        return list(self._render(raw_indices))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -359,7 +496,7 @@ def open_dataset(
     progress: Progress | None = None,
 ) -> ImageDataset:
     """Open a folder of PNG/JPEG (searched recursively), a .zip of them, or `synthetic:faces`
-    (`synthetic:faces:N` for N images, default 100000).
+    (`synthetic:faces:N` for N images, default 100000) or `synthetic:faces-classes[:N]` (labelled).
 
     `seed` picks the procedural faces, and for files which `max_images` are kept (a seeded
     random subset, in name order). `cache_dir`, for the synthetic faces only, renders them once
@@ -374,14 +511,15 @@ def open_dataset(
     seed = int(seed)
     max_images = None if max_images is None else int(max_images)
     if source.startswith("synthetic:"):
-        _, length = _parse_synthetic(source)
+        kind, length = _parse_synthetic(source)
         if max_images is not None:
             length = min(length, max_images)
         cache = None
         if cache_dir is not None:
-            cache = Path(cache_dir) / f"faces-seed{seed}-{resolution}px-{length}.npy"
-            procedural.cache_faces(cache, length, resolution, seed, progress=progress)
-        return SyntheticFaces(source, resolution, length, xflip=xflip, seed=seed, cache=cache)
+            cache = Path(cache_dir) / f"{kind}-seed{seed}-{resolution}px-{length}.npy"
+            procedural.cache_faces(cache, length, resolution, seed, progress=progress, classes=kind == "faces-classes")
+        return SyntheticFaces(source, resolution, length, xflip=xflip, seed=seed, cache=cache,
+                              classes=kind == "faces-classes")
     path = Path(source)
     if not path.exists():
         raise DatasetError(f"dataset not found: {source}")
@@ -390,7 +528,7 @@ def open_dataset(
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
         return ZipDataset(source, resolution, xflip=xflip, seed=seed, max_images=max_images)
     raise DatasetError(f"unsupported dataset {source}: expected a folder of images, a .zip of images, "
-                       f"or synthetic:faces[:N]")
+                       f"or synthetic:faces[-classes][:N]")
 
 
 def dataset_summary(ds: ImageDataset) -> dict[str, Any]:
@@ -402,4 +540,6 @@ def dataset_summary(ds: ImageDataset) -> dict[str, Any]:
         "images": ds.num_images,
         "resolution": ds.resolution,
         "xflip": ds.xflip,
+        "label_size": ds.label_size,
+        "label_names": list(ds.label_names),
     }

@@ -1,9 +1,11 @@
-"""Arithmetic cost of a configuration, counted from its shapes (no network is built).
+"""Arithmetic cost of a configuration, counted from its layer structure (no network is built).
 
 GFLOP per image counts a multiply-add as two operations, for the model as defined (nearest
-upsampling + 3x3 convolution below 128 px, the transposed convolution from there up), so the
-figure is the same whichever backend or graph form runs it; `stylegan bench` divides it by the
-measured time to give the achieved GFLOP/s.
+upsampling + 3x3 convolution below `fused_up_min_res`, the transposed convolution from there up),
+so the figure is the same whichever backend or graph form runs it; `stylegan bench` divides it by
+the measured time to give the achieved GFLOP/s. The multiply-add terms (convolutions, blur, styles,
+input, toRGB, mapping) are exactly those of the model exported as trained (`--graph reference`),
+which a test counts node by node in the ONNX graph.
 """
 
 from __future__ import annotations
@@ -12,31 +14,39 @@ from .config import ModelConfig
 
 
 def synthesis_macs(cfg: ModelConfig) -> dict[str, int]:
-    """Multiply-adds per image, by component (convolutions, styles, element-wise, toRGB)."""
-    conv = style = elementwise = 0
-    for i in range(cfg.num_layers):
-        res, c_out = cfg.layer_resolution(i), cfg.layer_channels(i)
-        c_in = cfg.layer_channels(i - 1) if i > 0 else c_out
-        if i == 1 or (i >= 2 and i % 2 == 1):
+    """Multiply-adds per image, by component: convolutions, blur, styles, the traditional input's
+    dense layer, element-wise work and toRGB."""
+    conv = blur = style = elementwise = 0
+    for spec in cfg.synthesis_layers():
+        res, c_in, c_out = spec.resolution, spec.in_channels, spec.out_channels
+        if spec.conv == "conv":
             conv += 9 * c_in * c_out * res * res
-        elif i >= 2:
-            if res >= cfg.fused_up_min_res:
+        elif spec.conv == "up":
+            if spec.fused:
                 conv += 16 * c_in * c_out * (res // 2) ** 2  # transposed conv, 4x4 kernel at stride 2
             else:
                 conv += 9 * c_in * c_out * res * res  # 3x3 conv on the upsampled map
-            elementwise += 9 * c_out * res * res  # blur
-        style += 2 * c_out * cfg.w_dim
+        if spec.blur:
+            blur += 9 * c_out * res * res
+        if cfg.use_styles:
+            style += 2 * c_out * cfg.w_dim
         # noise, bias, activation, normalisation (two passes) and the style's scale and shift
         elementwise += 6 * c_out * res * res
-    to_rgb = cfg.layer_channels(cfg.num_layers - 1) * cfg.img_channels * cfg.resolution**2
-    return {"conv": conv, "style": style, "elementwise": elementwise, "to_rgb": to_rgb}
+    last = cfg.synthesis_layers()[-1]
+    macs = {"conv": conv, "blur": blur, "style": style, "elementwise": elementwise,
+            "to_rgb": last.out_channels * cfg.img_channels * cfg.resolution**2}
+    if not cfg.const_input:
+        macs["input"] = cfg.w_dim * cfg.synthesis_layers()[0].out_channels * 16  # w -> the 4x4 features
+    return macs
 
 
 def mapping_macs(cfg: ModelConfig) -> int:
+    """The mapping's dense layers (and a conditional model's label embedding)."""
     if not cfg.use_mapping:
         return 0
-    dims = [cfg.z_dim] + [cfg.mapping_width] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-    return sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    z_in = 2 * cfg.z_dim if cfg.label_size else cfg.z_dim
+    dims = [z_in] + [cfg.mapping_width] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+    return sum(a * b for a, b in zip(dims[:-1], dims[1:])) + cfg.label_size * cfg.z_dim
 
 
 def model_gflops(cfg: ModelConfig) -> dict[str, float]:

@@ -16,6 +16,14 @@ Faults end a run in one line: every file is written through the atomic path, so 
 read-only folder or an I/O error raises `TrainingError` naming the file while the previous
 checkpoint stays whole; a bad image met mid-run saves a checkpoint, then raises `DatasetError`
 naming the file (from DataLoader workers too). One run at a time holds `OUT/train.lock`.
+
+Class-conditional runs (`TrainConfig.cond`, a labelled dataset: training/data.py): the model's
+`label_size` and `label_names` come from the dataset. As the official StyleGAN loop does, the D
+step makes its fakes with the labels of the reals beside them, and the G step draws random labels
+of the dataset (its label distribution); R1 sees the reals with their labels. The labels of fakes
+are drawn from the loop's generator after the latents, so a resumed run continues the same stream.
+Metrics then also report the per-class SWD against its label-shifted control
+(training/metrics/conditional.py).
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from .checkpoint import (
     with_prefix,
 )
 from .config import ConfigError, ModelConfig
-from .data import DatasetError, open_dataset
+from .data import DatasetError, ImageDataset, open_dataset
 from .loss import d_loss, g_loss, generator_styles, r1_penalty
 from .networks import Discriminator, Generator
 from .progressive import (
@@ -105,6 +113,8 @@ class TrainConfig:
     # Progressive growing (the model needs progressive=True): the lod schedule; `batch`, `g_lr`
     # and `d_lr` are its base values. None: fixed resolution.
     schedule: ScheduleConfig | None = None
+    # Class-conditional training on the dataset's labels (the model's label_size comes from them).
+    cond: bool = False
 
     def __post_init__(self) -> None:
         _check_train_config(self)
@@ -113,6 +123,8 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         if d["schedule"] is None:
             del d["schedule"]  # fixed-resolution runs record exactly what they always did
+        if not d["cond"]:
+            del d["cond"]  # so do unconditional ones
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -174,7 +186,7 @@ def _check_train_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, field)
         if not _is_int(value) or not lo <= value <= hi:
             raise bad(field, f"an integer in [{lo}, {hi}]")
-    for field in ("xflip", "amp"):
+    for field in ("xflip", "amp", "cond"):
         if not isinstance(getattr(cfg, field), bool):
             raise bad(field, "true or false")
     if cfg.fid_model is not None and not isinstance(cfg.fid_model, str):
@@ -189,11 +201,12 @@ def _check_train_config(cfg: TrainConfig) -> None:
 class TrainEvent:
     """What the loop reports to its caller (the CLI draws the progress bar from these)."""
 
-    kind: str  # "step", "snapshot", "metrics", "done", "interrupted", "resumed"
+    kind: str  # "step", "snapshot", "metrics", "done", "interrupted", "resumed", "note"
     kimg: float
     total_kimg: float
     stats: dict[str, float]
     path: Path | None = None
+    message: str = ""  # "note": one line for the log
 
 
 def resolve_device(device: str) -> str:
@@ -222,6 +235,9 @@ class Trainer:
         self.model_cfg = model_cfg
         if cfg.schedule is not None and not model_cfg.progressive:
             raise ConfigError("a progressive schedule needs a model built with progressive=True (--progressive)")
+        if bool(model_cfg.label_size) != cfg.cond:
+            raise ConfigError(f"a model with label_size={model_cfg.label_size} needs cond={bool(model_cfg.label_size)} "
+                              "(--cond trains on the dataset's class labels)")
         self.G = Generator(model_cfg).to(self.device)
         self.D = Discriminator(model_cfg).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -243,6 +259,9 @@ class Trainer:
         self.data_pos = 0
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
+        # Conditional runs: the class of every dataset item, from which the G step draws the
+        # labels of its fakes (set by `set_label_distribution` once the dataset is open).
+        self.label_pool: torch.Tensor | None = None
         # Progressive growing: the lod trained at (None before the first step, so the first
         # evaluation resets Adam as the official loop's prev_lod = -1 does) and the image count
         # at which the schedule was last evaluated (it holds for `minibatch_repeats` steps).
@@ -254,6 +273,25 @@ class Trainer:
             for net in (self.G, self.G_ema):
                 net.set_lod(lod)
             self.D.set_lod(lod)
+
+    # --- labels ------------------------------------------------------------------------------
+    def set_label_distribution(self, labels: np.ndarray) -> None:
+        """The dataset's class indices, one per item: random fake labels are drawn from them."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.ndim != 1 or not len(labels) or labels.min() < 0 or labels.max() >= self.model_cfg.label_size:
+            raise ConfigError(f"labels must be class indices in [0, {self.model_cfg.label_size}), one per item")
+        self.label_pool = torch.from_numpy(labels)
+
+    def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        """Class indices [N] -> c [N, label_size] on the training device."""
+        return torch.nn.functional.one_hot(labels.long(), self.model_cfg.label_size).float().to(self.device)
+
+    def random_labels(self, n: int) -> torch.Tensor:
+        """n labels drawn from the dataset's distribution (official get_random_labels), one-hot."""
+        if self.label_pool is None:
+            raise ConfigError("a conditional run needs the dataset's labels (set_label_distribution)")
+        pick = torch.randint(len(self.label_pool), (n,), generator=self.rng)
+        return self.one_hot(self.label_pool[pick])
 
     # --- progressive growing -----------------------------------------------------------------
     def schedule_state(self, nimg: int) -> ScheduleState:
@@ -370,9 +408,15 @@ class Trainer:
         z = torch.randn(2, n, self.model_cfg.z_dim, generator=self.rng)
         return z[0].to(self.device), z[1].to(self.device)
 
-    def train_step(self, reals_u8: torch.Tensor) -> dict[str, float]:
-        """One D step (with R1 every `r1_interval` steps) and one G step on a batch of reals."""
+    def train_step(self, reals_u8: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """One D step (with R1 every `r1_interval` steps) and one G step on a batch of reals
+        (conditional runs: with their class indices `labels` [N])."""
         cfg, G, D = self.cfg, self.G, self.D
+        c_real = None
+        if cfg.cond:
+            if labels is None or labels.shape != (reals_u8.shape[0],):
+                raise ConfigError(f"a conditional run needs one class index per real image, got {labels!r:.60}")
+            c_real = self.one_hot(labels)
         if self.model_cfg.progressive:
             reals = process_reals(reals_u8.to(self.device), G.lod)
         else:
@@ -385,13 +429,14 @@ class Trainer:
         # Discriminator.
         z, z2 = self._latents(n)
         with torch.no_grad(), self._autocast():
-            fake = G.synthesis(generator_styles(G, z, z2, cfg.mixing_prob, self.rng))
+            # Official D_logistic_simplegp: the fakes are made with the reals' labels.
+            fake = G.synthesis(generator_styles(G, z, z2, cfg.mixing_prob, self.rng, c=c_real))
         dist_utils.average_tensor(G.w_avg, self.dist)
         with self._autocast():
-            loss = d_loss(D, reals, fake.float())
+            loss = d_loss(D, reals, fake.float(), c_real, c_real)
         stats["loss_D"] = float(loss.detach())
         if cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0:
-            r1 = r1_penalty(D, reals)
+            r1 = r1_penalty(D, reals, c_real)
             loss = loss + r1 * (cfg.r1_gamma / 2 * cfg.r1_interval)
             stats["r1"] = float(r1.detach())
         self.opt_D.zero_grad(set_to_none=True)
@@ -401,10 +446,12 @@ class Trainer:
 
         # Generator.
         z, z2 = self._latents(n)
+        # Official G_logistic_nonsaturating: random labels of the training set.
+        c_fake = self.random_labels(n) if cfg.cond else None
         D.requires_grad_(False)
         with self._autocast():
-            fake = G.synthesis(generator_styles(G, z, z2, cfg.mixing_prob, self.rng))
-            loss = g_loss(D, fake.float())
+            fake = G.synthesis(generator_styles(G, z, z2, cfg.mixing_prob, self.rng, c=c_fake))
+            loss = g_loss(D, fake.float(), c_fake)
         D.requires_grad_(True)
         stats["loss_G"] = float(loss.detach())
         self.opt_G.zero_grad(set_to_none=True)
@@ -561,11 +608,14 @@ def _grid_latents(cfg: TrainConfig, z_dim: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate_images(G: Generator, z: torch.Tensor, batch: int = 64) -> np.ndarray:
-    """uint8 [N, H, W, 3] from G (psi 1, constant noise), for grids and metrics."""
+def generate_images(G: Generator, z: torch.Tensor, batch: int = 64, c: torch.Tensor | None = None) -> np.ndarray:
+    """uint8 [N, H, W, 3] from G (psi 1, constant noise), for grids and metrics; a conditional G
+    needs the labels c [N, label_size]."""
     out = []
+    dev = G.w_avg.device
     for i in range(0, len(z), batch):
-        img = G(z[i : i + batch].to(G.w_avg.device), noise_mode="const")
+        ci = None if c is None else c[i : i + batch].to(dev)
+        img = G(z[i : i + batch].to(dev), noise_mode="const", c=ci)
         out.append((img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
 
@@ -611,7 +661,8 @@ def _collate(items: list[Any]) -> Any:
 
 
 class _Batches:
-    """Endless shuffled batches, resumable from (epoch, position); each rank takes its slice."""
+    """Endless shuffled batches (images, dataset indices), resumable from (epoch, position); each
+    rank takes its slice. The indices give a conditional run the labels of its reals."""
 
     def __init__(self, dataset: torch.utils.data.Dataset, batch: int, seed: int, dist: dist_utils.DistInfo,
                  workers: int, epoch: int, pos: int) -> None:
@@ -637,12 +688,14 @@ class _Batches:
                 # or a resumed run would see different noise than an uninterrupted one.
                 generator=torch.Generator().manual_seed(self.seed + self.epoch),
             )
-            for images in loader:
+            # The loader keeps the order of `mine`: batch k is its k-th row of `batch` items.
+            indices = mine.flatten().split(self.batch)
+            for k, images in enumerate(loader):
                 if isinstance(images, _Failure):
                     # Raised in the main process, with the worker's message (it names the file).
                     raise DatasetError(images.message)
                 self.pos += self.batch * self.dist.world_size
-                yield images
+                yield images, indices[k]
             self.epoch, self.pos = self.epoch + 1, 0
 
 
@@ -725,11 +778,20 @@ def _run(
         trainer = Trainer.resume(ckpt, cfg, dist)
         cfg = trainer.cfg
         callback(TrainEvent("resumed", trainer.cur_nimg / 1000, cfg.kimg, {}, ckpt))
+        dataset = open_dataset(cfg.data, trainer.model_cfg.resolution, xflip=cfg.xflip, seed=cfg.seed)
+        _check_labels(cfg, trainer.model_cfg, dataset)
     else:
         assert model_cfg is not None
+        # The dataset first: a conditional model takes its label count and names from it.
+        dataset = open_dataset(cfg.data, model_cfg.resolution, xflip=cfg.xflip, seed=cfg.seed)
+        model_cfg = conditioned_config(cfg, model_cfg, dataset)
         trainer = Trainer(cfg, model_cfg, dist)
     mc = trainer.model_cfg
-    dataset = open_dataset(cfg.data, mc.resolution, xflip=cfg.xflip, seed=cfg.seed)
+    if cfg.cond:
+        trainer.set_label_distribution(dataset.all_labels())
+    elif dataset.has_labels:
+        callback(TrainEvent("note", trainer.cur_nimg / 1000, cfg.kimg, {}, message=(
+            f"{cfg.data} has {dataset.label_size} classes; training unconditionally (--cond uses them)")))
     per_rank = check_batch(cfg, mc, len(dataset), dist.world_size)
     if dist.is_main:
         _write_text(out / "training_config.json", json.dumps(
@@ -744,11 +806,22 @@ def _run(
     batches = iter(sampler)
 
     grid_z = _grid_latents(cfg, mc.z_dim)
-    swd_ref = fid_ref = None
+    # A conditional grid: classes take turns, so each class shows across the grid.
+    grid_c = torch.nn.functional.one_hot(torch.arange(cfg.grid_size) % mc.label_size, mc.label_size).float() \
+        if cfg.cond else None
+    swd_ref = fid_ref = class_ref = None
+    metric_c = None
     if cfg.metrics_kimg > 0 and dist.is_main:
         idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed + 1))[: cfg.metric_images]
         reals = np.stack([dataset[int(i)].permute(1, 2, 0).numpy() for i in idx])
         swd_ref = SWDReference(reals, seed=cfg.seed)
+        if cfg.cond:
+            from .metrics.conditional import ClassSWD
+
+            # The fakes are made with the labels of the reals, so each class has as many of both.
+            real_labels = dataset.labels(idx.tolist())
+            metric_c = trainer.one_hot(torch.from_numpy(real_labels)).cpu()
+            class_ref = ClassSWD(reals, real_labels, mc.label_size, seed=cfg.seed)
         if cfg.fid_model:
             from .metrics.fid import FIDReference
 
@@ -768,17 +841,21 @@ def _run(
         # count, so snapshots closer than 1 kimg apart (or a final one off the tick) never collide.
         path = trainer.save(out)
         saved["nimg"] = trainer.cur_nimg
-        _write_grid(generate_images(trainer.G_ema, grid_z), out / "samples" / f"fakes{trainer.cur_nimg:09d}.png",
-                    ckpt)
+        _write_grid(generate_images(trainer.G_ema, grid_z, c=grid_c),
+                    out / "samples" / f"fakes{trainer.cur_nimg:09d}.png", ckpt)
         callback(TrainEvent(kind, kimg, cfg.kimg, {}, path))
 
     def metrics() -> None:
         if swd_ref is None:
             return
         t0 = time.perf_counter()
-        z = torch.randn(cfg.metric_images, mc.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 3))
-        fakes = generate_images(trainer.G_ema, z)
+        n = len(metric_c) if metric_c is not None else cfg.metric_images
+        z = torch.randn(n, mc.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 3))
+        fakes = generate_images(trainer.G_ema, z, c=metric_c)
         result = swd_ref.distance(fakes)
+        if class_ref is not None:
+            per_class = class_ref.compare(fakes, class_ref.labels)
+            result["swd_class"], result["swd_class_control"] = per_class.matched, per_class.control
         if fid_ref is not None:
             result["fid"] = fid_ref.distance(fakes)
         record = {"kimg": round(trainer.cur_nimg / 1000, 3), "seconds": round(trainer.elapsed, 1),
@@ -813,16 +890,18 @@ def _run(
                 if cfg.schedule is not None:
                     # Minibatches vary by resolution: gathered from loader units of `per_rank`.
                     need = trainer.begin_step()
-                    reals = torch.cat([next(batches) for _ in range(need // per_rank)])
+                    parts = [next(batches) for _ in range(need // per_rank)]
+                    reals, indices = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
                 else:
-                    reals = next(batches)
+                    reals, indices = next(batches)
             except DatasetError as e:
                 # A bad image mid-run: keep what was learned since the last save, then stop.
                 if dist.is_main and saved["nimg"] != trainer.cur_nimg:
                     snapshot("stopped")
                 note = f"; saved {ckpt} at kimg {trainer.cur_nimg / 1000:g}" if dist.is_main else ""
                 raise DatasetError(f"{_first_line(e)}{note}") from None
-            stats = trainer.train_step(reals)
+            labels = torch.from_numpy(dataset.labels(indices.tolist())) if cfg.cond else None
+            stats = trainer.train_step(reals, labels)
             now = time.perf_counter()
             trainer.elapsed += now - t_last
             t_last = now
@@ -842,6 +921,30 @@ def _run(
         if in_main_thread:
             signal.signal(signal.SIGINT, previous)
     return out / MODEL
+
+
+def conditioned_config(cfg: TrainConfig, model_cfg: ModelConfig, dataset: ImageDataset) -> ModelConfig:
+    """The model configuration of a new run on `dataset`: with `cfg.cond`, its label_size and
+    names; one line when the dataset has no labels or they contradict a model already labelled."""
+    if not cfg.cond:
+        return model_cfg
+    if not dataset.has_labels:
+        raise DatasetError(f"--cond: {cfg.data} has no class labels (a dataset.json, one folder per class, "
+                           f"or synthetic:faces-classes)")
+    if model_cfg.label_size and model_cfg.label_size != dataset.label_size:
+        raise ConfigError(f"--cond: the model has label_size={model_cfg.label_size} but {cfg.data} has "
+                          f"{dataset.label_size} classes")
+    return dataclasses.replace(model_cfg, label_size=dataset.label_size, label_names=dataset.label_names)
+
+
+def _check_labels(cfg: TrainConfig, mc: ModelConfig, dataset: ImageDataset) -> None:
+    """A resumed conditional run needs the same classes in its dataset as in its checkpoint."""
+    if not cfg.cond:
+        return
+    if dataset.label_size != mc.label_size or (mc.label_names and dataset.label_names != mc.label_names):
+        have = f"{dataset.label_size} classes" if dataset.has_labels else "no class labels"
+        raise DatasetError(f"{cfg.data}: has {have}, but the run was trained with {mc.label_size} classes"
+                           + (f" ({', '.join(mc.label_names)})" if mc.label_names else ""))
 
 
 def _write_metrics(path: Path, rows: list[dict[str, Any]], checkpoint: Path) -> None:

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from stylegan_edge.runtime.backends.base import NOISE_MODES
 
-NOISE_MODES = ("const", "random", "none")
+from .config import ModelConfig, SynthesisLayerSpec
+
 LRELU_SLOPE = 0.2
 GAIN = math.sqrt(2.0)  # He gain for leaky ReLU, as the official code uses
 PIXEL_NORM_EPS = 1e-8
@@ -26,6 +27,18 @@ INSTANCE_NORM_EPS = 1e-8
 
 def pixel_norm(x: torch.Tensor, eps: float = PIXEL_NORM_EPS) -> torch.Tensor:
     return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+
+
+def pixel_norm_exportable(x: torch.Tensor, eps: float = PIXEL_NORM_EPS) -> torch.Tensor:
+    """`pixel_norm` as `x * sqrt(n) * rsqrt(sum(x^2) + n * eps)`: the same value, written so that
+    the ONNX exporter's optimiser keeps the epsilon (it drops an added constant within 1e-8 of
+    zero, see export/inference_graph.py InferenceMapping). Used where the graph as trained is
+    exported: the pixel norm over feature maps [B, C, H, W] of Table 1's baselines. The channel
+    sum is a 1x1 convolution with ones, not a reduction (the bundle's graphs hold none: TensorRT
+    8.6's parser misreads opset-18 reductions)."""
+    n = x.shape[1]
+    sum_sq = F.conv2d(x.square(), x.new_ones(1, n, 1, 1))
+    return x * (torch.rsqrt(sum_sq + n * eps) * math.sqrt(n))
 
 
 class EqualLinear(nn.Module):
@@ -159,7 +172,7 @@ class StyleEpilogue(nn.Module):
         x = x + self.bias.view(1, -1, 1, 1)
         x = F.leaky_relu(x, LRELU_SLOPE)
         if self.use_pixel_norm:
-            x = pixel_norm(x)
+            x = pixel_norm_exportable(x)
         if self.use_instance_norm:
             # Statistics in FP32: a sum of squares overflows FP16 once |x| passes ~256.
             x = F.instance_norm(x.float(), eps=INSTANCE_NORM_EPS).to(x.dtype)
@@ -196,24 +209,43 @@ class SynthesisLayer(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z -> w: pixel norm, then `mapping_layers` dense layers with leaky ReLU (after the last one
-    too, as in the official code) at a 0.01 learning-rate multiplier."""
+    """z (and a class label c) -> w: pixel norm, then `mapping_layers` dense layers with leaky
+    ReLU (after the last one too, as in the official code) at a 0.01 learning-rate multiplier.
+
+    A conditional mapping (label_size > 0) embeds c [B, label_size] (one-hot, or any mixture) by
+    a raw matrix product with `label_embed` [label_size, z_dim] (official `LabelConcat/weight`: no
+    equalised-learning-rate scale, no lrmul), concatenates it to z and normalises the
+    concatenation, so the first dense layer reads 2 * z_dim values.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.label_embed = nn.Parameter(torch.randn(cfg.label_size, cfg.z_dim)) if cfg.label_size else None
         layers: list[nn.Module] = []
         if cfg.use_mapping:
-            dims = [cfg.z_dim] + [cfg.mapping_width] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+            z_in = 2 * cfg.z_dim if cfg.label_size else cfg.z_dim
+            dims = [z_in] + [cfg.mapping_width] * (cfg.mapping_layers - 1) + [cfg.w_dim]
             for d_in, d_out in zip(dims[:-1], dims[1:]):
                 layers.append(EqualLinear(d_in, d_out, lrmul=cfg.mapping_lrmul))
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = pixel_norm(z)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        x = z
+        if self.label_embed is not None:
+            x = torch.cat([z, check_labels(c, z.shape[0], self.cfg.label_size) @ self.label_embed], dim=1)
+        x = pixel_norm(x)
         for layer in self.layers:
             x = F.leaky_relu(layer(x), LRELU_SLOPE)
         return x
+
+
+def check_labels(c: torch.Tensor | None, batch: int, label_size: int) -> torch.Tensor:
+    """The labels a conditional network needs, [batch, label_size]; one line when they are missing."""
+    if c is None or c.ndim != 2 or c.shape[0] != batch or c.shape[1] != label_size:
+        got = "none" if c is None else list(c.shape)
+        raise ValueError(f"this network is class-conditional: labels c must be [{batch}, {label_size}], got {got}")
+    return c
 
 
 def upscale2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -297,6 +329,14 @@ class FromRGB(nn.Module):
         return F.leaky_relu(self.conv(x) + self.bias.view(1, -1, 1, 1), LRELU_SLOPE)
 
 
+def _layer_conv(spec: SynthesisLayerSpec) -> nn.Module | None:
+    if spec.conv == "up":
+        return UpConv2d(spec.in_channels, spec.out_channels, fused=spec.fused)
+    if spec.conv == "conv":
+        return EqualConv2d(spec.in_channels, spec.out_channels, 3)
+    return None
+
+
 class SynthesisNetwork(_LodMixin, nn.Module):
     """W+ styles [B, L, w_dim] (and one noise image per layer) -> image [B, C, R, R] in ~[-1, 1]."""
 
@@ -310,18 +350,8 @@ class SynthesisNetwork(_LodMixin, nn.Module):
             # The paper's "traditional input": a dense layer from the first style's w.
             # No bias of its own: as officially, the bias comes after the noise, in the epilogue.
             self.input_dense = EqualLinear(cfg.w_dim, c4 * 16, gain=GAIN / 4, bias=False)
-        layers = [
-            SynthesisLayer(None, c4, cfg.w_dim, 4, cfg.use_noise, blur=False, cfg=cfg),
-            SynthesisLayer(EqualConv2d(c4, c4, 3), c4, cfg.w_dim, 4, cfg.use_noise, blur=False, cfg=cfg),
-        ]
-        for log2 in range(3, cfg.log2_res + 1):
-            res, c_in, c_out = 2**log2, cfg.channels(log2 - 2), cfg.channels(log2 - 1)
-            up = UpConv2d(c_in, c_out, fused=res >= cfg.fused_up_min_res)
-            layers.append(SynthesisLayer(up, c_out, cfg.w_dim, res, cfg.use_noise, blur=cfg.use_blur, cfg=cfg))
-            layers.append(
-                SynthesisLayer(EqualConv2d(c_out, c_out, 3), c_out, cfg.w_dim, res, cfg.use_noise, blur=False,
-                               cfg=cfg)
-            )
+        layers = [SynthesisLayer(_layer_conv(spec), spec.out_channels, cfg.w_dim, spec.resolution, cfg.use_noise,
+                                 blur=spec.blur, cfg=cfg) for spec in cfg.synthesis_layers()]
         self.layers = nn.ModuleList(layers)
         self.to_rgb = EqualConv2d(cfg.channels(cfg.log2_res - 1), cfg.img_channels, 1, gain=1.0)
         self.rgb_bias = nn.Parameter(torch.zeros(cfg.img_channels))
@@ -436,9 +466,10 @@ class Generator(nn.Module):
     def num_layers(self) -> int:
         return self.synthesis.num_layers
 
-    def map(self, z: torch.Tensor, update_w_avg: bool = False) -> torch.Tensor:
-        """z [B, z_dim] -> w [B, w_dim]; in training, folds the batch into the w_avg EMA."""
-        w = self.mapping(z)
+    def map(self, z: torch.Tensor, update_w_avg: bool = False, c: torch.Tensor | None = None) -> torch.Tensor:
+        """z [B, z_dim] (and labels c [B, label_size] when conditional) -> w [B, w_dim]; in
+        training, folds the batch into the w_avg EMA."""
+        w = self.mapping(z, c)
         if update_w_avg:
             with torch.no_grad():
                 batch_avg = w.detach().float().mean(0)
@@ -457,7 +488,7 @@ class Generator(nn.Module):
         coefs[:n] = psi
         return self.w_avg + coefs * (ws - self.w_avg)
 
-    def mix(
+    def mixing_regularisation(
         self, ws: torch.Tensor, ws2: torch.Tensor, prob: float, generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Style-mixing regularisation: with probability `prob` per sample, the styles switch
@@ -477,8 +508,9 @@ class Generator(nn.Module):
 
     def forward(
         self, z: torch.Tensor, psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "random",
+        c: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        ws = self.truncate(self.broadcast(self.map(z)), psi, cutoff)
+        ws = self.truncate(self.broadcast(self.map(z, c=c)), psi, cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
 
     @property
@@ -509,7 +541,7 @@ def minibatch_stddev(x: torch.Tensor, group_size: int, num_features: int) -> tor
 
 class DownConv2d(EqualConv2d):
     """3x3 convolution then 2x downsampling: fused into one strided 4x4 convolution from
-    `fused_min_res` (input) up, a convolution and 2x2 average pooling below, as officially."""
+    `ModelConfig.d_fused_min_res` (input resolution) up, a convolution and 2x2 average pooling below, as officially."""
 
     def __init__(self, in_channels: int, out_channels: int, fused: bool) -> None:
         super().__init__(in_channels, out_channels, 3)
@@ -549,16 +581,17 @@ class Discriminator(_LodMixin, nn.Module):
         self.from_rgb = EqualConv2d(cfg.img_channels, cfg.channels(cfg.log2_res - 1), 1)
         self.from_rgb_bias = nn.Parameter(torch.zeros(cfg.channels(cfg.log2_res - 1)))
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(cfg.channels(log2 - 1), cfg.channels(log2 - 2), fused=2**log2 >= cfg.fused_up_min_res,
-                               blur=cfg.use_blur)
-            for log2 in range(cfg.log2_res, 2, -1)
+            DiscriminatorBlock(b.in_channels, b.out_channels, fused=b.fused, blur=b.blur)
+            for b in cfg.discriminator_blocks()
         )
         c4 = cfg.channels(1)
         mbstd = cfg.mbstd_features if cfg.mbstd_group_size > 1 else 0
         self.conv = EqualConv2d(c4 + mbstd, c4, 3)
         self.conv_bias = nn.Parameter(torch.zeros(c4))
         self.dense0 = EqualLinear(c4 * 16, cfg.channels(0))
-        self.dense1 = EqualLinear(cfg.channels(0), 1, gain=1.0)
+        # A conditional D scores every class (official D_basic: max(label_size, 1) outputs) and
+        # keeps the labelled one in `forward`.
+        self.dense1 = EqualLinear(cfg.channels(0), max(cfg.label_size, 1), gain=1.0)
         if cfg.progressive:
             # FromRGB of every lower resolution, index 0 = 4x4 (official FromRGB_lod<k>).
             self.from_rgb_low = nn.ModuleList(
@@ -572,14 +605,21 @@ class Discriminator(_LodMixin, nn.Module):
             return F.leaky_relu(self.from_rgb(img) + self.from_rgb_bias.view(1, -1, 1, 1), LRELU_SLOPE)
         return self.from_rgb_low[log2 - 2](img)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores [B, 1]; a conditional D needs the labels c [B, label_size] and returns the sum
+        of its per-class scores weighted by them (official `LabelSwitch`)."""
         if self.cfg.progressive and self.lod_value > 0:
-            return self._final(self._features_growing(img))
-        x = self.from_rgb(img) + self.from_rgb_bias.view(1, -1, 1, 1)
-        x = F.leaky_relu(x, LRELU_SLOPE)
-        for block in self.blocks:
-            x = block(x)
-        return self._final(x)
+            scores = self._final(self._features_growing(img))
+        else:
+            x = self.from_rgb(img) + self.from_rgb_bias.view(1, -1, 1, 1)
+            x = F.leaky_relu(x, LRELU_SLOPE)
+            for block in self.blocks:
+                x = block(x)
+            scores = self._final(x)
+        if not self.cfg.label_size:
+            return scores
+        labels = check_labels(c, img.shape[0], self.cfg.label_size).to(scores.dtype)
+        return (scores * labels).sum(dim=1, keepdim=True)
 
     def _features_growing(self, img: torch.Tensor) -> torch.Tensor:
         """The 4x4 features at lod > 0, as the official D_basic computes them: the image box-

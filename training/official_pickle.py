@@ -1,7 +1,8 @@
 """Reading NVIDIA's StyleGAN1 pickles as data: nothing in the file is run.
 
-An official file is a pickle of `(G, D, Gs)`, each a `dnnlib.tflib.network.Network` whose state
-holds its build arguments, sub-networks, variables and the whole source of its build module. The
+An official file is a pickle of `(G, D, Gs)`, each a `dnnlib.tflib.network.Network` (of
+NVlabs/stylegan, state versions 2 and 3, or of NVlabs/stylegan2, version 4) whose state holds its
+build arguments, sub-networks, variables and the whole source of its build module. The
 official `Network.__setstate__` executes that source, so `pickle.load` of such a file runs code
 from the file. Here a restricted unpickler resolves only the few names such a file needs: the
 `Network` class, which becomes an inert record of its state, and numpy's array and dtype
@@ -33,6 +34,11 @@ class OfficialPickleError(StyleganError, ValueError):
 
 
 READ_PROTOCOLS = (3, 4, 5)
+# Network state versions: 2 and 3 from NVlabs/stylegan's dnnlib, 4 from NVlabs/stylegan2's, which
+# also builds the StyleGAN1 networks (training/networks_stylegan.py). Version 4's state has the
+# same keys and meaning as 3 (dnnlib/tflib/network.py __getstate__ of both repositories: only
+# the number differs), so one reader serves all three.
+STATE_VERSIONS = (2, 3, 4)
 _NUMPY_CORE = ("numpy.core", "numpy._core")  # numpy 1.x, numpy 2.x
 # Numeric dtypes only: an object array would carry arbitrary Python objects.
 _DTYPE_CODES = frozenset(
@@ -356,8 +362,10 @@ def _record(state: Any, walk: _Walk, depth: int) -> NetworkRecord:
         raise _MalformedError("a network with no state dict")
     state = _resolve(state, walk, depth)
     version = state.get("version")
-    if version not in (2, 3):
-        raise _MalformedError(f"a network state of version {version!r} (official files have 2 or 3)")
+    if type(version) is not int or version not in STATE_VERSIONS:
+        raise _MalformedError(
+            f"a network state of version {version!r} (official files have {', '.join(map(str, STATE_VERSIONS))})"
+        )
     name, func = state.get("name"), state.get("build_func_name")
     kwargs, comps = state.get("static_kwargs"), state.get("components", {})
     src, variables = state.get("build_module_src"), state.get("variables")

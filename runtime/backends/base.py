@@ -19,6 +19,10 @@ import numpy as np
 
 from stylegan_edge.runtime.errors import StyleganError
 
+# How a layer's noise image is chosen: the model's saved images, fresh draws, or none. Here, in the
+# smallest torch-free module, so the training networks and every runtime backend share one tuple.
+NOISE_MODES = ("const", "random", "none")
+
 
 class BackendUnavailable(StyleganError, RuntimeError):  # noqa: N818 - reads as a state, like TensorRTMissing
     """The backend cannot run here (library missing, no device, no engine file)."""

@@ -99,7 +99,8 @@ def torch_generator(model: str | Path | Any, device: str = "cpu", compile: bool 
     G = model if isinstance(model, Generator) else load_generator(model)
     G = G.eval().requires_grad_(False)
     meta = BundleMeta.from_dict(model_meta(G), Path(str(model)))
-    mapping = TorchBackend(G.mapping, ["z"], ["w"], device, compile)
+    # A conditional mapping runs as G.mapping(z, c): the inputs in meta.json's order.
+    mapping = TorchBackend(G.mapping, meta.mapping_inputs, ["w"], device, compile)
     synthesis = TorchBackend(ReferenceSynthesis(G.synthesis), meta.synthesis_inputs, ["image"], device, compile)
     const = {}
     if G.cfg.use_noise:

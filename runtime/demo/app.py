@@ -61,6 +61,8 @@ class DemoConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     face_enlarge: float = 1.8  # generated image size / detected box size
     first_result_timeout: float = 120.0  # seconds to wait for the first face (engine warm-up)
+    # A class-conditional model's first class (index or name; None: class 0); the c key cycles it.
+    label: int | str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -89,6 +91,7 @@ class Settings:
     paused: bool = False
     direction: str | None = None  # an attribute direction of the bundle's directions.npz
     strength: float = 0.0  # how far along it, on every style layer
+    label: int | None = None  # the class of a class-conditional model (None: unconditional)
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,14 @@ KEY_PSI_DOWN = (ord("-"), ord("_"))
 KEY_MIX = {ord("1"): "coarse", ord("2"): "middle", ord("3"): "fine"}
 KEY_DIRECTION = (ord("d"), ord("D"))
 KEY_STRENGTH = {ord("]"): 0.5, ord("["): -0.5}
+KEY_CLASS = (ord("c"), ord("C"))
 MAX_STRENGTH = 5.0
 
 
 def apply_key(key: int, settings: Settings, mix_available: Sequence[str] = MIX_GROUPS, psi_step: float = 0.1,
-              directions: Sequence[str] = ()) -> tuple[Settings, str | None, str]:
-    """One key press -> (new settings, action 'quit' | 'snapshot' | None, message for the HUD)."""
+              directions: Sequence[str] = (), classes: Sequence[str] = ()) -> tuple[Settings, str | None, str]:
+    """One key press -> (new settings, action 'quit' | 'snapshot' | None, message for the HUD).
+    classes: a class-conditional model's class names, which the c key cycles through."""
     if key < 0:
         return settings, None, ""
     key &= 0xFF
@@ -149,6 +154,11 @@ def apply_key(key: int, settings: Settings, mix_available: Sequence[str] = MIX_G
             return settings, None, "choose a direction first (d)"
         strength = round(min(MAX_STRENGTH, max(-MAX_STRENGTH, settings.strength + KEY_STRENGTH[key])), 4)
         return dataclasses.replace(settings, strength=strength), None, f"{settings.direction} {strength:+.1f}"
+    if key in KEY_CLASS:
+        if not classes:
+            return settings, None, "this model has no classes (not class-conditional)"
+        label = ((settings.label if settings.label is not None else -1) + 1) % len(classes)
+        return dataclasses.replace(settings, label=label), None, f"class {label} {classes[label]}"
     if key == ord(" "):
         paused = not settings.paused
         return dataclasses.replace(settings, paused=paused), None, "walk paused" if paused else "walk resumed"
@@ -275,15 +285,17 @@ class DemoApp:
         self.on_frame = on_frame
         meta = generator.meta
         psi = config.psi if config.psi is not None else meta.truncation_psi
-        self.settings = Settings(psi=float(psi), noise=config.noise)
+        conditional = getattr(meta, "label_size", 0) > 0
+        self.classes: tuple[str, ...] = tuple(meta.label_names) if conditional else ()
+        self.settings = Settings(psi=float(psi), noise=config.noise, label=_first_class(config.label, self.classes))
         self.mix_available = tuple(grp for grp in MIX_GROUPS if _has_layers(grp, meta.layer_resolutions))
         seeds = list(config.seeds)
         self.seeds = seeds
-        # Map every keyframe and second seed once: the walk and the mixing are then numpy only.
-        self.walker = Walker(generator.map(generator.z_from_seeds(seeds)), config.seconds_per_seed, config.curve)
         self.stride = coprime_stride(len(seeds))
-        n_mix = 1 if config.mode == "pip" else MAX_FACES
-        self.mix_w = generator.map(generator.z_from_seeds([config.mix_seed + k for k in range(n_mix)]))
+        # Per class, every keyframe and second seed is mapped once (on the class's first use): the
+        # walk and the mixing are then numpy only, and the c key costs one mapping call per class.
+        self._mapped: dict[int | None, tuple[Walker, np.ndarray]] = {}
+        self.walker, self.mix_w = self._mapped_for(self.settings.label)
         self.directions = _direction_names(generator)
         self.detector = FaceDetector(config.detector) if config.mode == "replace-faces" else None
         self.tracker = FaceTracker(max_tracks=MAX_FACES)
@@ -295,10 +307,25 @@ class DemoApp:
         self.snapshots: list[Path] = []
 
     # --- styles ---------------------------------------------------------------------------------
+    def _map(self, seeds: Sequence[int], label: int | None) -> np.ndarray:
+        g = self.g
+        z = g.z_from_seeds(list(seeds))
+        return g.map(z) if label is None else g.map(z, g.labels_to_c(len(z), label=label))
+
+    def _mapped_for(self, label: int | None) -> tuple[Walker, np.ndarray]:
+        if label not in self._mapped:
+            c = self.config
+            walker = Walker(self._map(self.seeds, label), c.seconds_per_seed, c.curve)
+            n_mix = 1 if c.mode == "pip" else MAX_FACES
+            self._mapped[label] = (walker, self._map([c.mix_seed + k for k in range(n_mix)], label))
+        return self._mapped[label]
+
     def styles_for(self, t: float, keys: Sequence[int]) -> np.ndarray:
         """W+ styles [len(keys), L, w_dim] at walk time t: face k walks the loop k*stride keyframes
-        ahead (a different face per key, the same one for the same key), truncated, then mixed."""
+        ahead (a different face per key, the same one for the same key), truncated, then mixed.
+        A class-conditional model walks the same seeds mapped with the current class."""
         g, s = self.g, self.settings
+        self.walker, self.mix_w = self._mapped_for(s.label)
         w = np.stack([self.walker.at_offset(t, k * self.stride) for k in keys])
         ws = g.truncate(g.broadcast(w), s.psi)
         if s.mixing:
@@ -324,6 +351,8 @@ class DemoApp:
             f"psi {s.psi:+.2f}  noise {s.noise}  mix {'+'.join(g for g in MIX_GROUPS if g in s.mixing) or 'off'}"
             + (f"  {s.direction} {s.strength:+.1f}" if s.direction else "") + ("  PAUSED" if s.paused else ""),
         ]
+        if s.label is not None:
+            lines.append(f"class {self.classes[s.label]} ({s.label + 1}/{len(self.classes)})")
         if self.config.mode == "pip":
             i, j, u = self.walker.segment(walk_t)
             lines.append(f"walk seed {self.seeds[i]} -> {self.seeds[j]}  {u * 100:3.0f}%")
@@ -433,7 +462,7 @@ class DemoApp:
                 if self.window is not None:
                     key = self.window.show(frame)
                     self.settings, action, message = apply_key(key, self.settings, self.mix_available, c.psi_step,
-                                                               self.directions)
+                                                               self.directions, self.classes)
                     self._flash(message, now)
                     if action == "quit":
                         stopped = "quit"
@@ -468,6 +497,24 @@ class DemoApp:
             out=video.path if video is not None else None, note=video.note if video is not None else "",
             stopped=stopped, snapshots=tuple(self.snapshots),
         )
+
+
+def _first_class(label: int | str | None, classes: Sequence[str]) -> int | None:
+    """The demo's starting class: `label` by name or index, class 0 when none is given; None for
+    an unconditional model (which must not be given one)."""
+    if not classes:
+        if label is not None:
+            raise DemoError(f"--class {label}: this model is not class-conditional (it has no classes)")
+        return None
+    if label is None:
+        return 0
+    if isinstance(label, str) and label in classes:
+        return list(classes).index(label)
+    text = str(label).strip()
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(classes):
+        return int(text)
+    shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+    raise DemoError(f"--class {label} is not a class of this model ({len(classes)} classes: {shown})")
 
 
 def _has_layers(group: str, layer_resolutions: Sequence[int]) -> bool:

@@ -71,6 +71,6 @@ def draw_panel(frame: np.ndarray, lines: list[str], corner: str = "top-left", ma
 KEY_HELP = [
     "+/- truncation   n noise mode",
     "1/2/3 mix coarse/middle/fine",
-    "d direction   [/] along it",
+    "d direction   [/] along it   c class",
     "space pause walk   s snapshot   q quit",
 ]

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from stylegan_edge.runtime.backends.onnxruntime import open_session
 from stylegan_edge.runtime.errors import StyleganError
 from stylegan_edge.runtime.files import atomic_path, sha256_file
 
@@ -176,7 +177,8 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-def _default_providers(ort: Any) -> list[str]:
+def default_providers(ort: Any) -> list[str]:
+    """The CUDA provider when onnxruntime-gpu has one, else the CPU (the FID and PPL models)."""
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or list(available)
 
@@ -198,9 +200,7 @@ class InceptionONNX:
         import onnxruntime as ort  # deferred: only FID needs it
 
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), providers=list(providers) if providers else _default_providers(ort)
-            )
+            self.session = open_session(self.path, providers=providers or default_providers(ort))
         except Exception as e:  # onnxruntime raises several unrelated classes for a bad file
             raise FIDModelError(f"cannot load FID model {self.path}: {_first_line(e)}") from e
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

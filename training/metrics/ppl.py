@@ -41,9 +41,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from stylegan_edge.runtime.backends.onnxruntime import open_session
 from stylegan_edge.runtime.errors import StyleganError
 
-from .fid import resize_bilinear
+from .fid import default_providers, resize_bilinear
 
 __all__ = [
     "EPSILON",
@@ -132,11 +133,8 @@ class PerceptualONNX:
             raise FileNotFoundError(2, "perceptual model file not found", str(self.path))
         import onnxruntime as ort  # deferred: only the perceptual metric needs it
 
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or available
         try:
-            self.session = ort.InferenceSession(str(self.path), providers=list(providers))
+            self.session = open_session(self.path, providers=providers or default_providers(ort))
         except Exception as e:  # onnxruntime raises several unrelated classes for a bad file
             raise PPLError(f"cannot load perceptual model {self.path}: {_first_line(e)}") from e
         inputs = self.session.get_inputs()

@@ -408,7 +408,8 @@ def export_bundle(
     if G.cfg.progressive and G.lod > 0:
         raise ExportError(
             f"the generator is mid-growth (lod {G.lod:g}: progressive training has not reached {G.cfg.resolution} px); "
-            "train to the end of its schedule or export the final model"
+            "train to the end of its schedule or export the final model (a bundle holds a finished network; the "
+            "checkpoint itself still generates in PyTorch: stylegan generate CHECKPOINT)"
         )
     if cfg.graph == "inference" and (not G.cfg.use_styles or not G.cfg.use_blur or G.cfg.use_pixel_norm
                                      or not G.cfg.use_instance_norm):

@@ -12,7 +12,7 @@ import typer
 
 from stylegan_edge.runtime.bundle import BundleError
 from stylegan_edge.runtime.errors import StyleganError
-from stylegan_edge.runtime.generator import ArgumentError, Generator
+from stylegan_edge.runtime.generator import ArgumentError, Generator, class_from_text, class_list
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,22 +131,9 @@ def open_model(model: str | Path, backend: str = "auto", precision: str = "fp32"
     return spec.open_checkpoint(path, device)
 
 
-# How many class names a --class error lists before "...".
-_CLASSES_SHOWN = 12
-
-
-def class_list(names: tuple[str, ...] | list[str]) -> str:
-    """'0 round, 1 square, 2 long': the classes as --class takes them (index or name)."""
-    shown = ", ".join(f"{i} {n}" if n != str(i) else n for i, n in enumerate(names[:_CLASSES_SHOWN]))
-    return shown + (f", ... ({len(names)} in all)" if len(names) > _CLASSES_SHOWN else "")
-
-
 def resolve_class(g: Any, value: str | None, model: str | Path, option: str = "--class") -> int | None:
     """--class N or NAME -> the class index for a class-conditional model; None for an
-    unconditional one. Checked once the model is open and before any work, in one line.
-
-    A name is looked up before an index, so a model whose classes are named "0", "1", ... (the
-    default names) reads the same either way."""
+    unconditional one. Checked once the model is open and before any work, in one line."""
     names = tuple(getattr(g, "label_names", ()) or ())
     size = int(getattr(g, "label_size", 0) or 0)
     if not size:
@@ -155,16 +142,8 @@ def resolve_class(g: Any, value: str | None, model: str | Path, option: str = "-
         return None
     if value is None:
         raise ArgumentError(f"{model} is class-conditional: give {option} N (index or name) of its {size} "
-                            f"classes: {class_list(names)}")
-    if value in names:
-        return names.index(value)
-    text = value.strip()
-    if text.lstrip("-").isdigit():
-        index = int(text)
-        if 0 <= index < size:
-            return index
-        raise ArgumentError(f"{option} {value} is outside 0..{size - 1} (classes: {class_list(names)})")
-    raise ArgumentError(f"{option} {value!r} is not a class of {model} (classes: {class_list(names)})")
+                            f"classes: {class_list(names, indices=True)}")
+    return class_from_text(value, names, option)
 
 
 def progress_bar(total: int, desc: str):  # -> tqdm

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import class_list, is_bundle, one_line_errors
+from stylegan_edge.runtime.generator import class_list
+
+from .common import is_bundle, one_line_errors
 
 
 def describe_model(target: str) -> dict[str, Any]:
@@ -79,4 +81,4 @@ def info(
         typer.echo(f"{target}: bundle v{data['format_version']}, {data['resolution']} px, files: {', '.join(data['files'])}")
     if data.get("label_size"):
         typer.echo(f"  class-conditional, {data['label_size']} classes (--class N or NAME): "
-                   f"{class_list(data['label_names'])}")
+                   f"{class_list(data['label_names'], indices=True)}")

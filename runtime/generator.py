@@ -63,13 +63,37 @@ def bounded_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
-# How many class names an error message lists before "...".
-_NAMES_SHOWN = 8
+# How many class names a message lists before "...".
+_NAMES_SHOWN = 12
 
 
-def _class_list(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_NAMES_SHOWN])
-    return shown + (", ..." if len(names) > _NAMES_SHOWN else "")
+def class_list(names: Sequence[str], indices: bool = False) -> str:
+    """'round, square, long' (or with `indices`, '0 round, 1 square, 2 long': what --class takes),
+    at most a dozen, for messages."""
+    shown = [f"{i} {n}" if indices and n != str(i) else n for i, n in enumerate(names[:_NAMES_SHOWN])]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > _NAMES_SHOWN else "")
+
+
+def class_index(label: Any, names: Sequence[str], what: str = "label") -> int:
+    """A class given by name or by index -> its index; one-line ArgumentError naming the classes."""
+    classes = f"{len(names)} classes: {class_list(names)}"
+    if isinstance(label, str):
+        if label in names:
+            return list(names).index(label)
+        raise ArgumentError(f"{what} {label!r} is not a class of this model ({classes})")
+    if not isinstance(label, numbers.Integral) or isinstance(label, bool):
+        raise ArgumentError(f"{what} must be a class index or name, got {label!r}")
+    if not 0 <= label < len(names):
+        raise ArgumentError(f"{what} {label} is outside 0..{len(names) - 1}: not a class of this model ({classes})")
+    return int(label)
+
+
+def class_from_text(text: str, names: Sequence[str], what: str = "--class") -> int:
+    """A class as a command line gives it: a name, else an index ('3'). Names are tried first,
+    so a model whose classes are named '0', '1', ... (the default names) reads the same either way."""
+    if text not in names and text.strip().lstrip("-").isdigit():
+        return class_index(int(text), names, what)
+    return class_index(text, names, what)
 
 
 def style_layers(spec: str | Sequence[int], layer_resolutions: Sequence[int]) -> list[int]:
@@ -223,19 +247,7 @@ class Generator:
         return seeds_to_z(list(seeds), self.z_dim)
 
     def _describe_classes(self) -> str:
-        return f"{self.label_size} classes: {_class_list(self.label_names)}"
-
-    def _class_index(self, label: Any, name: str) -> int:
-        """A class given by index or by name -> its index."""
-        if isinstance(label, str):
-            if label in self.label_names:
-                return self.label_names.index(label)
-            raise ArgumentError(f"{name} {label!r} is not a class of this model ({self._describe_classes()})")
-        if not isinstance(label, numbers.Integral) or isinstance(label, bool):
-            raise ArgumentError(f"{name} must be a class index or name, got {label!r}")
-        if not 0 <= label < self.label_size:
-            raise ArgumentError(f"{name} {label} is outside 0..{self.label_size - 1} ({self._describe_classes()})")
-        return int(label)
+        return f"{self.label_size} classes: {class_list(self.label_names)}"
 
     def _check_c(self, c: Any, batch: int) -> np.ndarray:
         """Labels c as [batch, label_size] float32: one row per sample, or one row ([label_size]
@@ -267,7 +279,7 @@ class Generator:
         if c is not None:
             return self._check_c(c, batch)
         if label is not None:
-            indices = [self._class_index(label, "label")] * batch
+            indices = [class_index(label, self.label_names, "label")] * batch
         else:
             if isinstance(labels, (str, bytes)):
                 raise ArgumentError(f"labels must be a list of {batch} class indices or names, one per sample")
@@ -278,17 +290,21 @@ class Generator:
                                     f"got {labels!r}") from None
             if len(items) != batch:
                 raise ArgumentError(f"labels has {len(items)} entries for {batch} samples (one per sample)")
-            indices = [self._class_index(v, f"labels[{i}]") for i, v in enumerate(items)]
+            indices = [class_index(v, self.label_names, f"labels[{i}]") for i, v in enumerate(items)]
         out = np.zeros((batch, self.label_size), np.float32)
         out[np.arange(batch), indices] = 1.0
         return out
 
+    def _check_z(self, z: Any) -> np.ndarray:
+        z = finite_array(z, "z", f" [B, {self.z_dim}]")
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ArgumentError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
+        return z
+
     def map(self, z: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         """z [B, z_dim] (and, for a class-conditional model, labels c [B, label_size]: one-hot or
         any mixture; see `labels_to_c`) -> w [B, w_dim]."""
-        z = np.ascontiguousarray(finite_array(z, "z", f" [B, {self.z_dim}]"))
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ArgumentError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
+        z = np.ascontiguousarray(self._check_z(z))
         feeds = {LATENT_INPUT: z}
         labels = self.labels_to_c(len(z), c=c)
         if labels is not None:
@@ -432,9 +448,7 @@ class Generator:
         if cutoff is not None:
             bounded_int(cutoff, "cutoff", 0, self.num_layers)
         z = self.z_from_seeds(seeds) if seeds is not None else z
-        z = finite_array(z, "z", f" [B, {self.z_dim}]")
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ArgumentError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
+        z = self._check_z(z)
         # Labels are checked (and made one-hot) before the mapping runs.
         return self.truncate(self.broadcast(self.map(z, self.labels_to_c(len(z), label, labels, c))), psi, cutoff)
 

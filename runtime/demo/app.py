@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..generator import NOISE_MODES, style_layers
+from ..generator import NOISE_MODES, ArgumentError, class_from_text, class_index, style_layers
 from ..images import output_path
 from .errors import DemoError, OutputError
 from .faces import DetectorConfig, FaceDetector, FaceTracker
@@ -508,13 +508,10 @@ def _first_class(label: int | str | None, classes: Sequence[str]) -> int | None:
         return None
     if label is None:
         return 0
-    if isinstance(label, str) and label in classes:
-        return list(classes).index(label)
-    text = str(label).strip()
-    if text.lstrip("-").isdigit() and 0 <= int(text) < len(classes):
-        return int(text)
-    shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
-    raise DemoError(f"--class {label} is not a class of this model ({len(classes)} classes: {shown})")
+    try:
+        return class_from_text(label, classes) if isinstance(label, str) else class_index(label, classes, "--class")
+    except ArgumentError as e:
+        raise DemoError(str(e)) from None
 
 
 def _has_layers(group: str, layer_resolutions: Sequence[int]) -> bool:
